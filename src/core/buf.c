@@ -1,0 +1,110 @@
+/* Growable byte buffer (see buf.h). */
+#include "core/buf.h"
+
+#include "core/mem.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ptc_buf_reserve(ptc_buf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    b->data = ptc_xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+void ptc_buf_append(ptc_buf *b, const void *p, size_t n)
+{
+    ptc_buf_reserve(b, n);
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void ptc_buf_append_str(ptc_buf *b, const char *s)
+{
+    ptc_buf_append(b, s, strlen(s));
+}
+
+void ptc_buf_appendf(ptc_buf *b, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        ptc_buf_reserve(b, (size_t)n);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+        b->len += (size_t)n;
+    }
+    va_end(ap2);
+}
+
+void ptc_buf_append_json_str(ptc_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    ptc_buf_reserve(b, strlen(s) + 2);
+    ptc_buf_append(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+        switch (*p) {
+        case '"':
+            ptc_buf_append(b, "\\\"", 2);
+            break;
+        case '\\':
+            ptc_buf_append(b, "\\\\", 2);
+            break;
+        case '\n':
+            ptc_buf_append(b, "\\n", 2);
+            break;
+        case '\r':
+            ptc_buf_append(b, "\\r", 2);
+            break;
+        case '\t':
+            ptc_buf_append(b, "\\t", 2);
+            break;
+        default:
+            if (*p < 0x20 || *p == 0x7f)
+                ptc_buf_append(b, esc, sizeof(esc));
+            else
+                ptc_buf_append(b, p, 1);
+        }
+    }
+    ptc_buf_append(b, "\"", 1);
+}
+
+const char *ptc_buf_cstr(const ptc_buf *b)
+{
+    return b->data ? b->data : "";
+}
+
+char *ptc_buf_detach(ptc_buf *b)
+{
+    char *p = b->data ? b->data : ptc_xstrdup("");
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+void ptc_buf_reset(ptc_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void ptc_buf_free(ptc_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

@@ -1,0 +1,291 @@
+/* Small utilities (see util.h). */
+#include "core/util.h"
+
+#include "core/mem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t ptc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ptc_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ptc_time_format(int64_t ms, char *out, size_t outlen)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+int ptc_time_parse(const char *s, int64_t *ms)
+{
+    struct tm tm = {0};
+    int frac = 0, consumed = 0;
+    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (rest == NULL)
+        return -EINVAL;
+    if (*rest == '.') {
+        if (sscanf(rest, ".%3d%n", &frac, &consumed) != 1 || consumed != 4)
+            return -EINVAL;
+        rest += consumed;
+    }
+    if (strcmp(rest, "Z") != 0)
+        return -EINVAL;
+    *ms = (int64_t)timegm(&tm) * 1000 + frac;
+    return 0;
+}
+
+static void random_bytes(void *p, size_t n)
+{
+    unsigned char *b = p;
+    while (n > 0) {
+        ssize_t got = getrandom(b, n, 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            abort(); /* the kernel's generator does not fail on Linux >= 3.17 */
+        }
+        b += got;
+        n -= (size_t)got;
+    }
+}
+
+void ptc_random_hex(char *out, size_t nbytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[64];
+    size_t done = 0;
+    while (done < nbytes) {
+        size_t n = nbytes - done < sizeof(raw) ? nbytes - done : sizeof(raw);
+        random_bytes(raw, n);
+        for (size_t i = 0; i < n; i++) {
+            out[2 * (done + i)] = hex[raw[i] >> 4];
+            out[2 * (done + i) + 1] = hex[raw[i] & 15];
+        }
+        done += n;
+    }
+    out[2 * nbytes] = '\0';
+}
+
+uint64_t ptc_random_below(uint64_t bound)
+{
+    uint64_t r, limit;
+    if (bound <= 1)
+        return 0;
+    limit = UINT64_MAX - UINT64_MAX % bound;
+    do
+        random_bytes(&r, sizeof(r));
+    while (r >= limit);
+    return r % bound;
+}
+
+int ptc_fsync_dir(const char *path)
+{
+    int rc = 0;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fsync(fd) != 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+char *ptc_path_dirname(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        return ptc_xstrdup(".");
+    if (slash == path)
+        return ptc_xstrdup("/");
+    return ptc_xstrndup(path, (size_t)(slash - path));
+}
+
+char *ptc_path_join(const char *a, const char *b)
+{
+    size_t la = strlen(a);
+    return ptc_xasprintf("%s%s%s", a, la && a[la - 1] == '/' ? "" : "/", b);
+}
+
+int ptc_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+    int rc = 0, fd = -1;
+    char suffix[17];
+    char *dir = ptc_path_dirname(path);
+    char *tmp;
+
+    ptc_random_hex(suffix, 8);
+    tmp = ptc_xasprintf("%s.tmp-%s", path, suffix);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) {
+        rc = -errno;
+        goto out;
+    }
+    /* open() applies the umask; the mode asked for is the mode wanted. */
+    if (fchmod(fd, mode) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(fd, (const char *)data + off, len - off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            goto out;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        rc = -errno;
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    rc = ptc_fsync_dir(dir);
+out:
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0)
+        unlink(tmp);
+    free(tmp);
+    free(dir);
+    return rc;
+}
+
+int ptc_file_read(const char *path, size_t max, char **out, size_t *len)
+{
+    int rc = 0;
+    char *buf = NULL;
+    size_t used = 0, cap = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -errno;
+    for (;;) {
+        if (cap - used < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            buf = ptc_xrealloc(buf, cap + 1);
+        }
+        ssize_t r = read(fd, buf + used, cap - used);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            goto out;
+        }
+        if (r == 0)
+            break;
+        used += (size_t)r;
+        if (used > max) {
+            rc = -EFBIG;
+            goto out;
+        }
+    }
+    if (buf == NULL)
+        buf = ptc_xmalloc(1);
+    buf[used] = '\0';
+    *out = buf;
+    if (len)
+        *len = used;
+    buf = NULL;
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+int ptc_mkdir_p(const char *path, mode_t mode)
+{
+    int rc = 0;
+    char *p = ptc_xstrdup(path);
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, mode) != 0 && errno != EEXIST) {
+            rc = -errno;
+            break;
+        }
+        *s = c;
+        if (c == '\0')
+            break;
+    }
+    if (rc == 0) {
+        struct stat st;
+        if (stat(path, &st) != 0)
+            rc = -errno;
+        else if (!S_ISDIR(st.st_mode))
+            rc = -ENOTDIR;
+    }
+    free(p);
+    return rc;
+}
+
+void ptc_str_lower(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
+}
+
+bool ptc_str_has_prefix(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+bool ptc_str_equal_ct(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = (unsigned char)(la != lb);
+    size_t n = la > lb ? la : lb;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ca = i < la ? (unsigned char)a[i] : 0;
+        unsigned char cb = i < lb ? (unsigned char)b[i] : 0;
+        diff |= (unsigned char)(ca ^ cb);
+    }
+    return diff == 0;
+}
+
+int ptc_parse_int(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    long long v;
+    if (s == NULL || *s == '\0' || (*s != '-' && (*s < '0' || *s > '9')))
+        return -EINVAL;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
