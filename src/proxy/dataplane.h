@@ -1,0 +1,90 @@
+/* The builtin data plane: portico's own HTTP/1.1 + TLS reverse proxy.
+ * Worker threads, each with its own epoll loop, accept on SO_REUSEPORT
+ * listeners and route by Host and path prefix to upstream pools.  Routes
+ * and certificates arrive as an immutable snapshot that the control plane
+ * builds off the hot path and publishes with one atomic swap: requests in
+ * flight finish on the snapshot they started with, and no connection is
+ * dropped by a change.
+ *
+ * Nothing here reads the store or the API: the engine layer translates the
+ * desired state into the plain route and certificate descriptions below. */
+#ifndef PTC_PROXY_DATAPLANE_H
+#define PTC_PROXY_DATAPLANE_H
+
+#include "core/buf.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ptc_dp_upstream {
+    const char *host; /* an IP literal or a host name (resolved when the snapshot is built) */
+    unsigned port;
+    unsigned weight;  /* >= 1 */
+} ptc_dp_upstream;
+
+typedef struct ptc_dp_route {
+    const char *name;        /* the proxy's name, for logs and metrics */
+    const char *domain;      /* lower-case host name, or "*.example.com" */
+    const char *path_prefix; /* "/" or "/a/b" (normalised, no trailing slash) */
+    bool strip_prefix;
+    const ptc_dp_upstream *upstreams;
+    size_t n_upstreams;
+    bool websocket;          /* let Upgrade: websocket through */
+    bool security_headers;   /* add seed 003's security headers to responses */
+    bool https_only;         /* plain HTTP answers 301 to https:// (enable_ssl with a certificate) */
+    uint64_t max_body_size;  /* 0: the data plane's default */
+} ptc_dp_route;
+
+typedef struct ptc_dp_cert {
+    const char *domain;   /* the name it is served for (SNI), may be "*.example.com" */
+    const char *cert_pem; /* leaf first, then the chain */
+    const char *key_pem;
+} ptc_dp_cert;
+
+typedef struct ptc_dp_config {
+    const char *http_listen;  /* "host:port" */
+    const char *https_listen; /* "host:port" or "" for none */
+    unsigned workers;         /* 0: one per core */
+    const char *trusted_proxies; /* comma-separated CIDRs (see core/settings.h) */
+    const char *access_log;   /* "" none, "-" stderr, else a file path */
+    uint64_t max_body_size;
+    unsigned header_timeout_ms, idle_timeout_ms, body_min_rate;
+    unsigned upstream_connect_timeout_ms, upstream_timeout_ms;
+} ptc_dp_config;
+
+typedef struct ptc_dataplane ptc_dataplane;
+typedef struct ptc_dp_snapshot ptc_dp_snapshot;
+
+/* Binds the listeners (so that a busy port fails at start, with the reason
+ * in err) without serving yet.  Returns NULL on failure.  Blocks briefly. */
+ptc_dataplane *ptc_dataplane_create(const ptc_dp_config *cfg, char *err, size_t errlen);
+/* Starts the worker threads; they serve an empty snapshot (every Host gets
+ * 404 ROUTE_NOT_FOUND) until the first publish.  Returns 0 or -errno. */
+int ptc_dataplane_start(ptc_dataplane *dp);
+
+/* Builds a snapshot: the router, resolved upstream addresses and one
+ * SSL_CTX per certificate.  Runs on the calling (control-plane) thread and
+ * may block on name resolution.  The inputs are copied.  Returns NULL with
+ * the reason in err on a bad certificate or an unresolvable upstream. */
+ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_route *routes, size_t n_routes, const ptc_dp_cert *certs,
+                                       size_t n_certs, char *err, size_t errlen);
+/* Frees a snapshot that was never published. */
+void ptc_dp_snapshot_discard(ptc_dp_snapshot *snap);
+/* Makes snap the live snapshot (ownership passes to the data plane) and
+ * returns its generation number.  Workers see it on their next event; the
+ * previous snapshot is freed when its last request ends.  Never blocks on
+ * the workers. */
+uint64_t ptc_dataplane_publish(ptc_dataplane *dp, ptc_dp_snapshot *snap);
+
+/* Stops accepting, lets requests in flight finish for at most drain_ms,
+ * then closes everything and joins the workers. */
+void ptc_dataplane_stop(ptc_dataplane *dp, unsigned drain_ms);
+void ptc_dataplane_destroy(ptc_dataplane *dp);
+
+/* Appends the data plane's metrics in Prometheus text format: requests by
+ * route and status, upstream latency histograms, open connections, the
+ * live snapshot's generation. */
+void ptc_dataplane_metrics(ptc_dataplane *dp, ptc_buf *out);
+
+#endif
