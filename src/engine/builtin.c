@@ -90,7 +90,7 @@ static void builtin_apply(ptc_engine *e, const ptc_apply_request *req, ptc_apply
 
     if (snap == NULL) {
         res->code = "ENGINE_APPLY_FAILED";
-        snprintf(res->message, sizeof(res->message), "the data plane refused the change: %s", err);
+        snprintf(res->message, sizeof(res->message), "the data plane refused the change: %.400s", err);
         res->details = json_pack("{s:s}", "reason", err);
         res->report = json_pack("{s:s, s:I}", "engine", "builtin", "duration_ms", (json_int_t)(ptc_mono_ms() - t0));
         return;
