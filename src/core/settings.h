@@ -66,6 +66,8 @@
     X(ACME_CA_BUNDLE, acme_ca_bundle, STR, "", "", 0, "PEM bundle trusted for the ACME server (tests)")      \
     X(ACME_WEBROOT, acme_webroot, STR, "", "", 0, "HTTP-01 webroot; empty: {state_dir}/acme-webroot")        \
     X(ACME_KEY_TYPE, acme_key_type, ENUM, "ecdsa", "ecdsa|rsa", 0, "certificate key: ECDSA P-256 or RSA 2048") \
+    X(ACME_TIMEOUT_MS, acme_timeout_ms, INT, "120000", "1000:3600000", 0,                                    \
+      "longest one issuance may take (the CA's answers, validation, polling, or certbot's run)")              \
     X(CERTBOT_BIN, certbot_bin, STR, "/usr/bin/certbot", "", 0, "the certbot executable")                    \
     X(CERTBOT_CONFIG_DIR, certbot_config_dir, STR, "", "", 0, "certbot --config-dir; empty: {state_dir}/certbot/config") \
     X(CERTBOT_WORK_DIR, certbot_work_dir, STR, "", "", 0, "certbot --work-dir; empty: {state_dir}/certbot/work") \
