@@ -19,6 +19,13 @@ extern char **environ;
 #define OUTPUT_MAX (256 * 1024)
 #define OUTPUT_TAIL 4096
 #define PEM_MAX (1024 * 1024)
+#define LOG_MAX (8 * 1024 * 1024)
+#define LOG_ERROR_MAX 1024
+/* certbot 2.1 retries a badNonce refusal once, then gives up (and, on
+ * Python 3.11, hides it behind "AttributeError: can't set attribute"); a
+ * CA that refuses nonces at random (Pebble: 5%) fails one run in a few
+ * dozen.  Such a run is tried again, at most this many runs in all. */
+#define RUNS_MAX 3
 
 char **ptc_certbot_argv(const ptc_certbot_params *p, const char *domain)
 {
@@ -99,6 +106,34 @@ static json_t *output_tail(const ptc_buf *out)
     return s ? s : json_string("(certbot's output is not UTF-8)");
 }
 
+/* What certbot's log of the last run says went wrong: the last ACME error
+ * it recorded (certbot's own output may only show a Python traceback).
+ * Sets *bad_nonce when the CA refused a nonce.  NULL when nothing is
+ * found. */
+static json_t *log_error(const char *logs_dir, bool *bad_nonce)
+{
+    char *path = ptc_path_join(logs_dir, "letsencrypt.log"), *text = NULL;
+    json_t *out = NULL;
+    *bad_nonce = false;
+    if (ptc_file_read(path, LOG_MAX, &text, NULL) == 0) {
+        const char *marker = "acme.messages.Error: ", *last = NULL, *at = text;
+        while ((at = strstr(at, marker)) != NULL)
+            last = at++;
+        if (last) {
+            last += strlen(marker);
+            size_t n = strcspn(last, "\n");
+            n = n > LOG_ERROR_MAX ? LOG_ERROR_MAX : n;
+            while (n > 0 && ((unsigned char)last[n] & 0xc0) == 0x80)
+                n--;
+            out = json_stringn(last, n);
+            *bad_nonce = strncmp(last, "urn:ietf:params:acme:error:badNonce", 35) == 0;
+        }
+    }
+    free(text);
+    free(path);
+    return out;
+}
+
 static int fail(ptc_acme_failure *f, int rc, json_t *details, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int fail(ptc_acme_failure *f, int rc, json_t *details, const char *fmt, ...)
@@ -120,6 +155,7 @@ int ptc_certbot_issue(const ptc_certbot_params *p, const char *domain, ptc_cert 
     char *live = NULL, *chain_path = NULL, *key_path = NULL, *chain = NULL, *key = NULL, *cmd = NULL;
     ptc_proc_result res = {0};
     char why[256];
+    int64_t deadline = ptc_mono_ms() + p->timeout_ms;
     int rc;
 
     *out = NULL;
@@ -135,14 +171,34 @@ int ptc_certbot_issue(const ptc_certbot_params *p, const char *domain, ptc_cert 
     env = child_env(p->ca_bundle);
     cmd = ptc_argv_join((const char *const *)argv);
     ptc_log_info("certbot started", PTC_LS("domain", domain), PTC_LS("command", cmd));
-    rc = ptc_proc_run((const char *const *)argv, env, (int)p->timeout_ms, OUTPUT_MAX, &res);
-    if (rc != 0) {
-        rc = fail(f, rc, json_pack("{s:s}", "command", cmd), "cannot run %s: %s", p->bin, strerror(-rc));
-        goto out;
-    }
-    if (res.timed_out || res.exit_code != 0) {
-        json_t *d = json_pack("{s:s, s:i, s:b, s:o}", "command", cmd, "exit_code", res.exit_code, "timed_out",
-                              res.timed_out, "output", output_tail(&res.output));
+    for (int run = 1;; run++) {
+        int64_t left = deadline - ptc_mono_ms();
+        bool bad_nonce = false;
+        json_t *logged;
+        ptc_proc_result_free(&res);
+        if (left <= 0) {
+            rc = fail(f, -ETIMEDOUT, json_pack("{s:s}", "command", cmd),
+                      "certbot did not finish within %u ms", p->timeout_ms);
+            goto out;
+        }
+        rc = ptc_proc_run((const char *const *)argv, env, (int)left, OUTPUT_MAX, &res);
+        if (rc != 0) {
+            rc = fail(f, rc, json_pack("{s:s}", "command", cmd), "cannot run %s: %s", p->bin, strerror(-rc));
+            goto out;
+        }
+        if (!res.timed_out && res.exit_code == 0)
+            break;
+        logged = res.timed_out ? NULL : log_error(p->logs_dir, &bad_nonce);
+        if (bad_nonce && run < RUNS_MAX) {
+            ptc_log_warn("certbot gave up on a refused nonce; running it again", PTC_LS("domain", domain),
+                         PTC_LI("run", run));
+            json_decref(logged);
+            continue;
+        }
+        json_t *d = json_pack("{s:s, s:i, s:b, s:o, s:i}", "command", cmd, "exit_code", res.exit_code,
+                              "timed_out", res.timed_out, "output", output_tail(&res.output), "runs", run);
+        if (logged)
+            json_object_set_new(d, "ca_error", logged);
         rc = res.timed_out ? fail(f, -ETIMEDOUT, d, "certbot did not finish within %u ms", p->timeout_ms)
                            : fail(f, -EPROTO, d, "certbot failed with exit status %d", res.exit_code);
         goto out;

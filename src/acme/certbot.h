@@ -28,10 +28,12 @@ typedef struct ptc_certbot_params {
 /* The argument vector for domain (free with ptc_argv_free). */
 char **ptc_certbot_argv(const ptc_certbot_params *p, const char *domain);
 
-/* Runs certbot for domain.  On success *out is a new certificate (source
- * "certbot") and 0 is returned; otherwise -errno with f filled (certbot's
- * exit status and the tail of its output in f->details).  Blocks for up
- * to p->timeout_ms. */
+/* Runs certbot for domain (again, up to three runs, when the CA refused a
+ * nonce: certbot retries that only once itself).  On success *out is a new
+ * certificate (source "certbot") and 0 is returned; otherwise -errno with
+ * f filled (certbot's exit status, the tail of its output and the last
+ * ACME error of its log in f->details).  Blocks for up to p->timeout_ms
+ * in all. */
 int ptc_certbot_issue(const ptc_certbot_params *p, const char *domain, ptc_cert **out, ptc_acme_failure *f);
 
 #endif

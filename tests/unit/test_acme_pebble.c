@@ -2,12 +2,15 @@
  * pebble-challtestsrv, started here on loopback ports picked here):
  * ECDSA and RSA certificates issued with HTTP-01 answered by a small
  * responder thread of this test, the chain checked against Pebble's root,
- * every challenge cleared afterwards; and the failures: a wrong answer to
+ * every challenge cleared afterwards; certbot driven the same way through
+ * a webroot the responder serves; and the failures: a wrong answer to
  * the challenge (the CA's problem document comes back), an engine that
  * cannot serve the challenge, a cancelled issuance, and the CA gone.
- * Pebble runs with 30% of nonces refused, so that the badNonce retries
- * are exercised on every issuance. */
+ * For portico's client Pebble runs with 30% of nonces refused, so that
+ * the badNonce retries are exercised on every issuance; certbot, which
+ * retries only once, gets Pebble's default 5%. */
 #include "acme/acme.h"
+#include "acme/certbot.h"
 #include "acme/jose.h"
 #include "core/buf.h"
 #include "core/mem.h"
@@ -112,7 +115,7 @@ static void stop_child(pid_t *pid)
 
 /* Starts challtestsrv (DNS: every name is 127.0.0.1) and Pebble with
  * httpPort = http_port.  Returns false when Pebble does not come up. */
-static bool start_pebble(unsigned http_port)
+static bool start_pebble(unsigned http_port, const char *nonce_reject)
 {
     unsigned acme = free_port(), tls = free_port(), dns = free_port(), ctmgmt = free_port();
     char dns_addr[32], ctmgmt_addr[32], err[8];
@@ -182,9 +185,10 @@ static bool start_pebble(unsigned http_port)
     for (size_t i = 0; i < n; i++)
         env[i] = environ[i];
     env[n] = "PEBBLE_VA_NOSLEEP=1";
-    env[n + 1] = "PEBBLE_WFE_NONCEREJECT=30";
+    env[n + 1] = nonce_reject ? ptc_xasprintf("PEBBLE_WFE_NONCEREJECT=%s", nonce_reject) : NULL;
     const char *pb[] = {"pebble", "-config", cfg_path, "-dnsserver", dns_addr, NULL};
     pebble_pid = spawn_logged(pb, env, "pebble.log");
+    free(env[n + 1]);
     free(env);
 
     snprintf(directory_url, sizeof(directory_url), "https://127.0.0.1:%u/dir", acme);
@@ -214,8 +218,9 @@ typedef struct responder {
     bool stop;
     char *tokens[TOKENS_MAX], *answers[TOKENS_MAX];
     int sets, clears;
-    bool corrupt;  /* serve a wrong key authorization */
-    int set_error; /* set() fails with this */
+    char webroot[128]; /* also serve {webroot}/.well-known/acme-challenge/ (certbot's) */
+    bool corrupt;      /* serve a wrong key authorization */
+    int set_error;     /* set() fails with this */
 } responder;
 
 static void answer(responder *r, int fd)
@@ -244,6 +249,16 @@ static void answer(responder *r, int fd)
             if (r->tokens[i] && strlen(r->tokens[i]) == tlen && strncmp(r->tokens[i], tok, tlen) == 0)
                 body = ptc_xstrdup(r->answers[i]);
         pthread_mutex_unlock(&r->lock);
+        /* Tokens are base64url: no '/' or '.' can leave the folder. */
+        if (body == NULL && tlen > 0 &&
+            strspn(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == tlen) {
+            pthread_mutex_lock(&r->lock);
+            char *path = ptc_xasprintf("%s/.well-known/acme-challenge/%.*s", r->webroot, (int)tlen, tok);
+            pthread_mutex_unlock(&r->lock);
+            if (ptc_file_read(path, 4096, &body, NULL) != 0)
+                body = NULL;
+            free(path);
+        }
     }
     char *resp =
         body ? ptc_xasprintf("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
@@ -520,6 +535,87 @@ static void test_cancel_and_bad_key(void)
     ptc_acme_failure_clear(&f);
 }
 
+static void test_certbot(void)
+{
+    char *sub = ptc_path_join(dir, "certbot"), *webroot = ptc_xstrdup(resp.webroot);
+    char *config = ptc_path_join(sub, "config"), *work = ptc_path_join(sub, "work"),
+         *logs = ptc_path_join(sub, "logs");
+    ptc_certbot_params p = {
+        .bin = "certbot",
+        .directory_url = directory_url,
+        .ca_bundle = ca_file,
+        .email = "ops@example.com",
+        .webroot = webroot,
+        .config_dir = config,
+        .work_dir = work,
+        .logs_dir = logs,
+        .key_type = "ecdsa",
+        .timeout_ms = 120000,
+    };
+    char **argv = ptc_certbot_argv(&p, "certbot.example.com");
+    char *cmd = ptc_argv_join((const char *const *)argv);
+    CHECK(strstr(cmd, "certbot certonly --webroot -w ") == cmd);
+    CHECK(
+        strstr(cmd,
+               " -d certbot.example.com --cert-name certbot.example.com --email ops@example.com --agree-tos "
+               "--non-interactive --server https://127.0.0.1:") != NULL);
+    CHECK(strstr(cmd, "--key-type ecdsa --elliptic-curve secp256r1") != NULL);
+    CHECK(strstr(cmd, "--force-renewal") == NULL);
+    free(cmd);
+    ptc_argv_free(argv);
+
+    ptc_acme_failure f;
+    ptc_cert *c = NULL;
+    int rc = ptc_certbot_issue(&p, "certbot.example.com", &c, &f);
+    CHECK_INT(rc, 0);
+    if (rc != 0)
+        fprintf(stderr, "certbot failed: %s\n%s\n", f.message,
+                json_string_value(json_object_get(f.details, "output")));
+    if (c) {
+        CHECK_STR(c->source, "certbot");
+        check_chain(c, "certbot.example.com");
+    }
+    ptc_acme_failure_clear(&f);
+
+    /* Again with --force-renewal and RSA: a new certificate. */
+    p.force_renewal = true;
+    p.key_type = "rsa";
+    ptc_cert *again = NULL;
+    CHECK_INT(ptc_certbot_issue(&p, "certbot.example.com", &again, &f), 0);
+    CHECK(again && c && strcmp(again->fingerprint, c->fingerprint) != 0);
+    if (again)
+        CHECK_INT(leaf_key_type(again), EVP_PKEY_RSA);
+    ptc_acme_failure_clear(&f);
+
+    /* The challenge not served (the responder looks in another folder):
+     * certbot's exit status and output come back. */
+    char saved[sizeof(resp.webroot)];
+    memcpy(saved, resp.webroot, sizeof(saved));
+    pthread_mutex_lock(&resp.lock);
+    snprintf(resp.webroot, sizeof(resp.webroot), "%s/elsewhere", dir);
+    pthread_mutex_unlock(&resp.lock);
+    ptc_cert *refused = NULL;
+    CHECK(ptc_certbot_issue(&p, "unserved.example.com", &refused, &f) != 0);
+    pthread_mutex_lock(&resp.lock);
+    memcpy(resp.webroot, saved, sizeof(saved));
+    pthread_mutex_unlock(&resp.lock);
+    CHECK(refused == NULL);
+    ptc_cert_release(refused);
+    CHECK_STR(f.stage, "certbot");
+    CHECK(json_integer_value(json_object_get(f.details, "exit_code")) != 0);
+    /* certbot's output carries the CA's verdict. */
+    const char *output = json_string_value(json_object_get(f.details, "output"));
+    CHECK(output && strstr(output, "unauthorized") != NULL && strstr(output, "unserved.example.com") != NULL);
+    ptc_acme_failure_clear(&f);
+    ptc_cert_release(again);
+    ptc_cert_release(c);
+    free(config);
+    free(work);
+    free(logs);
+    free(sub);
+    free(webroot);
+}
+
 static void test_ca_gone(void)
 {
     ptc_acme_params p = params("ecdsa");
@@ -541,7 +637,8 @@ int main(void)
     if (mkdtemp(dir) == NULL)
         return 1;
     responder_start(&resp);
-    bool up = start_pebble(resp.port);
+    snprintf(resp.webroot, sizeof(resp.webroot), "%s/webroot", dir);
+    bool up = start_pebble(resp.port, "30");
     CHECK(up);
     EVP_PKEY *k = ptc_jose_key_generate();
     account_pem = ptc_jose_key_to_pem(k);
@@ -552,8 +649,14 @@ int main(void)
         RUN(test_wrong_answer);
         RUN(test_engine_cannot_serve);
         RUN(test_cancel_and_bad_key);
+    }
+    stop_child(&pebble_pid);
+    stop_child(&challtest_pid);
+    if (up && (up = start_pebble(resp.port, NULL))) {
+        RUN(test_certbot);
         RUN(test_ca_gone);
     }
+    CHECK(up);
     stop_child(&pebble_pid);
     stop_child(&challtest_pid);
     responder_stop(&resp);
