@@ -24,6 +24,7 @@ struct ptc_api {
     pthread_mutex_t apply_lock; /* one change at a time, held from reading the state to committing */
     pthread_mutex_t state_lock; /* guards the state pointer only (held for a retain) */
     const ptc_state *state;     /* the committed desired state, as the engine serves it */
+    struct ptc_api_ssl *ssl;    /* ACME issuances in progress and the renewal scheduler (ssl.c) */
 };
 
 /* One call: what the handler reads and what it answers. */
@@ -81,6 +82,7 @@ typedef struct ptc_change {
     const ptc_state *(*build)(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg);
     int (*commit)(ptc_call *c, const ptc_state *cur, const ptc_state *next, int64_t rev, void *arg);
     void *arg;
+    bool revision;       /* commit() also commits the proxies of next as revision rev */
     /* what to verify through the engine afterwards (domain NULL: nothing) */
     const char *verify_domain;
     const char *verify_path;
@@ -118,5 +120,23 @@ void ptc_api_certs_list(ptc_call *c);
 void ptc_api_cert_get(ptc_call *c);
 void ptc_api_cert_put(ptc_call *c);
 void ptc_api_cert_delete(ptc_call *c);
+void ptc_api_proxy_ssl(ptc_call *c);
+void ptc_api_cert_renew(ptc_call *c);
+
+/* ---- certificates from an ACME CA (ssl.c) ---- */
+
+/* Starts the renewal scheduler (after the engine serves the state).
+ * Returns 0 or -errno. */
+int ptc_api_ssl_start(ptc_api *api);
+/* Makes issuances in progress give up soon (at shutdown, before the
+ * calls in flight are waited for). */
+void ptc_api_ssl_cancel(ptc_api *api);
+/* Stops the scheduler and frees what ssl.c keeps.  NULL-safe. */
+void ptc_api_ssl_stop(ptc_api *api);
+/* The desired state changed: the scheduler looks at it again. */
+void ptc_api_ssl_changed(ptc_api *api);
+/* The health endpoint's view of renewals (new reference); *failing is set
+ * when a renewal is failing. */
+json_t *ptc_api_ssl_status(ptc_api *api, bool *failing);
 
 #endif

@@ -90,6 +90,7 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
         goto out;
     }
 
+    bool makes_revision = chg->commit == NULL || chg->revision;
     rc = chg->commit ? chg->commit(c, cur, next, rev, chg->arg) : commit_proxies(c, cur, next, rev, chg);
     if (rc != 0) {
         /* The engine serves next but the store still says cur: put the
@@ -107,19 +108,20 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
         ptc_api_audit_failure(c, chg->action, chg->droplet, chg->domain);
         goto out;
     }
-    if (chg->commit == NULL)
+    if (makes_revision)
         ((ptc_state *)next)->revision = rev;
     else
         ((ptc_state *)next)->revision = cur->revision;
     publish(api, next);
+    ptc_api_ssl_changed(api);
 
     *report = res.report ? json_incref(res.report) : json_object();
-    if (chg->commit == NULL)
+    if (makes_revision)
         json_object_set_new(*report, "revision", json_integer(rev));
     *next_out = ptc_state_retain(next);
     status = PTC_APPLY_DONE;
     char detail[200];
-    if (chg->commit == NULL)
+    if (makes_revision)
         snprintf(detail, sizeof(detail), "%s; revision %lld", chg->summary, (long long)rev);
     else
         snprintf(detail, sizeof(detail), "%s", chg->summary);

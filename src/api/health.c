@@ -6,9 +6,11 @@
 
 #define EXPIRY_WARNING_MS (14LL * 24 * 3600 * 1000)
 
-/* The "ssl" object: certificates in use, the soonest expiry and those
- * expiring within 14 days.  Sets *level to degraded when one has expired. */
-static json_t *ssl_status(const ptc_state *s, ptc_health_level *level)
+/* The "ssl" object: certificates in use (by source), the soonest expiry,
+ * those expiring within 14 days, the renewal scheduler's view and its last
+ * failure.  Sets *level to degraded when one has expired or a renewal is
+ * failing (the old certificate still serves, but not for ever). */
+static json_t *ssl_status(ptc_api *api, const ptc_state *s, ptc_health_level *level)
 {
     int64_t now = ptc_now_ms(), soonest = 0;
     json_t *expiring = json_array();
@@ -27,6 +29,21 @@ static json_t *ssl_status(const ptc_state *s, ptc_health_level *level)
     }
     json_t *j = json_pack("{s:i, s:i, s:o}", "certificates", (json_int_t)s->n_certs, "expired", (json_int_t)expired,
                           "expiring_within_14_days", expiring);
+    json_t *by_source = json_pack("{s:i, s:i, s:i}", "uploaded", 0, "acme", 0, "certbot", 0);
+    for (size_t i = 0; i < s->n_certs; i++) {
+        json_t *n = json_object_get(by_source, s->certs[i]->source);
+        if (n)
+            json_integer_set(n, json_integer_value(n) + 1);
+    }
+    json_object_set_new(j, "by_source", by_source);
+    bool failing = false;
+    json_t *renewal = ptc_api_ssl_status(api, &failing);
+    json_t *last = json_object_get(renewal, "last_failure");
+    json_object_set(j, "last_failure", last ? last : json_null());
+    json_object_del(renewal, "last_failure");
+    json_object_set_new(j, "renewal", renewal);
+    if (failing && *level == PTC_HEALTHY)
+        *level = PTC_DEGRADED;
     if (soonest) {
         char t[32];
         ptc_time_format(soonest, t, sizeof(t));
@@ -56,7 +73,7 @@ void ptc_api_health(ptc_call *c)
     json_object_set_new(checks, "store", json_pack("{s:b, s:i}", "ok", schema > 0, "schema_version", schema));
     json_t *body = json_pack("{s:s, s:s, s:s, s:O, s:o, s:o, s:i, s:i, s:I}", "status", names[level], "version",
                              PTC_VERSION, "engine", api->engine->ops->name, api->engine->ops->name, engine, "ssl",
-                             ssl_status(s, &level), "checks", checks, "proxies", (json_int_t)s->n_proxies,
+                             ssl_status(api, s, &level), "checks", checks, "proxies", (json_int_t)s->n_proxies,
                              "revision", (json_int_t)s->revision, "uptime_s",
                              (json_int_t)((ptc_now_ms() - api->started_at) / 1000));
     /* ssl_status may have lowered the level after status was written. */

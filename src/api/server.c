@@ -27,6 +27,7 @@ static const route routes[] = {
     {"GET", "/proxies/{}", ptc_api_proxy_get, false},
     {"PUT", "/proxies/{}", ptc_api_proxy_put, false},
     {"DELETE", "/proxies/{}", ptc_api_proxy_delete, false},
+    {"POST", "/proxies/{}/ssl", ptc_api_proxy_ssl, false},
     {"GET", "/proxy-manager/health", ptc_api_health, true},
     {"GET", "/audit", ptc_api_audit_list, false},
     {"GET", "/revisions", ptc_api_revisions_list, false},
@@ -35,6 +36,7 @@ static const route routes[] = {
     {"GET", "/certificates/{}", ptc_api_cert_get, false},
     {"PUT", "/certificates/{}", ptc_api_cert_put, false},
     {"DELETE", "/certificates/{}", ptc_api_cert_delete, false},
+    {"POST", "/certificates/{}/renew", ptc_api_cert_renew, false},
 };
 
 /* Per-request state kept by libmicrohttpd between handler calls. */
@@ -482,6 +484,10 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
         goto fail;
     api->state = state;
     state = NULL;
+    if ((rc = ptc_api_ssl_start(api)) != 0) {
+        snprintf(err, errlen, "cannot start the certificate renewal scheduler (%s)", strerror(-rc));
+        goto fail;
+    }
 
     api->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG |
@@ -509,8 +515,12 @@ void ptc_api_stop(ptc_api *api)
 {
     if (api == NULL)
         return;
+    /* Issuances in progress (API calls, the scheduler) give up first, so
+     * that waiting for the calls in flight takes seconds, not minutes. */
+    ptc_api_ssl_cancel(api);
     if (api->daemon)
         MHD_stop_daemon(api->daemon);
+    ptc_api_ssl_stop(api);
     ptc_state_release(api->state);
     free(api->token);
     pthread_mutex_destroy(&api->apply_lock);

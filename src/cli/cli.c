@@ -211,6 +211,15 @@ static void print_certs(const json_t *list)
     }
 }
 
+static void print_ssl(const json_t *c)
+{
+    const char *keys[] = {"domain", "status", "source", "issuer", "issued_at", "expiry", "renew_at", "proxy"};
+    for (size_t k = 0; k < PTC_ARRAY_LEN(keys); k++)
+        if (json_object_get(c, keys[k]))
+            printf("%-12s %s\n", keys[k], str(c, keys[k]));
+    printf("%-12s %s\n", "issued", json_is_true(json_object_get(c, "issued")) ? "yes (new certificate)" : "no (kept)");
+}
+
 static void print_health(const json_t *h)
 {
     char *engine = json_dumps(json_object_get(h, str(h, "engine")), JSON_COMPACT | JSON_SORT_KEYS);
@@ -234,6 +243,7 @@ static void usage(void)
           "                   [--path-prefix=/p] [--strip-prefix] [--no-require-healthy] [--enable-ssl]\n"
           "                   [--no-websocket] [--no-security-headers] [--dns])\n"
           "  certs list|get DOMAIN|delete DOMAIN|put DOMAIN --cert=CHAIN.pem --key=KEY.pem\n"
+          "  ssl issue NAME [--email=E] [--force-renew] | ssl list | ssl renew DOMAIN\n"
           "  health | audit [--since=T] [--limit=N] | revisions [--limit=N] | restore N\n"
           "client options: --json; environment: PORTICO_URL (default http://127.0.0.1:8100), PORTICO_TOKEN\n",
           stderr);
@@ -376,6 +386,44 @@ usage:
     return EXIT_USAGE;
 }
 
+static int cmd_ssl(const cli *cl, int argc, char **argv)
+{
+    char path[512];
+    if (argc < 1)
+        goto usage;
+    if (strcmp(argv[0], "list") == 0)
+        return run(cl, "GET", "/certificates", NULL, print_certs);
+    if (argc < 2 || strlen(argv[1]) > 255)
+        goto usage;
+    if (strcmp(argv[0], "renew") == 0) {
+        snprintf(path, sizeof(path), "/certificates/%s/renew", argv[1]);
+        return run(cl, "POST", path, "{}", print_ssl);
+    }
+    if (strcmp(argv[0], "issue") == 0) {
+        json_t *b = json_object();
+        for (int i = 2; i < argc; i++) {
+            if (ptc_str_has_prefix(argv[i], "--email=")) {
+                json_object_set_new(b, "email", json_string(argv[i] + 8));
+            } else if (strcmp(argv[i], "--force-renew") == 0) {
+                json_object_set_new(b, "force_renew", json_true());
+            } else if (strcmp(argv[i], "--json") != 0) {
+                fprintf(stderr, "portico: unknown option %s\n", argv[i]);
+                json_decref(b);
+                return EXIT_USAGE;
+            }
+        }
+        char *body = json_dumps(b, JSON_COMPACT);
+        json_decref(b);
+        snprintf(path, sizeof(path), "/proxies/%s/ssl", argv[1]);
+        int rc = run(cl, "POST", path, body, print_ssl);
+        free(body);
+        return rc;
+    }
+usage:
+    usage();
+    return EXIT_USAGE;
+}
+
 static int cmd_query_list(const cli *cl, const char *base, int argc, char **argv, printer p)
 {
     ptc_buf path = PTC_BUF_INIT;
@@ -417,7 +465,7 @@ static int cmd_restore(const cli *cl, int argc, char **argv)
     return run(cl, "POST", path, "{}", NULL);
 }
 
-static const char *const commands[] = {"proxies", "certs", "health", "audit", "revisions", "restore"};
+static const char *const commands[] = {"proxies", "certs", "ssl", "health", "audit", "revisions", "restore"};
 
 int ptc_cli_knows(const char *name)
 {
@@ -446,6 +494,8 @@ int ptc_cli_main(int argc, char **argv)
         rc = cmd_proxies(&cl, argc - 1, argv + 1);
     else if (strcmp(cmd, "certs") == 0)
         rc = cmd_certs(&cl, argc - 1, argv + 1);
+    else if (strcmp(cmd, "ssl") == 0)
+        rc = cmd_ssl(&cl, argc - 1, argv + 1);
     else if (strcmp(cmd, "health") == 0)
         rc = cmd_health(&cl);
     else if (strcmp(cmd, "audit") == 0)
