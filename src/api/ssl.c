@@ -220,6 +220,7 @@ static bool domain_ok_or_answer(ptc_call *c, const char *domain)
 
 typedef struct ssl_change {
     const issue_req *req;
+    ptc_change *chg;      /* build() says whether the commit makes a revision */
     ptc_cert *cert;       /* the new certificate, or NULL to only switch the proxy to HTTPS */
     const ptc_cert *old;  /* build(): what it replaces (retained), for undoing a half commit */
     bool proxy_changed;   /* build(): the proxy gets enable_ssl */
@@ -256,6 +257,9 @@ static const ptc_state *build_ssl(ptc_call *c, const ptc_state *cur, int64_t rev
             a->proxy_changed = true;
         }
     }
+    /* Only a route change is a revision; a certificate alone is not (as
+     * for uploads). */
+    a->chg->revision = a->proxy_changed;
     if (a->cert) {
         const ptc_cert *old = ptc_state_cert(cur, req->domain);
         a->old = old ? ptc_cert_retain(old) : NULL;
@@ -310,8 +314,8 @@ static void apply(ptc_call *c, ssl_change *a, bool issued)
         .build = build_ssl,
         .commit = commit_ssl,
         .arg = a,
-        .revision = req->proxy != NULL,
     };
+    a->chg = &chg;
     snprintf(chg.summary, sizeof(chg.summary), "%s %s", issued ? "certificate issued for" : "https for",
              req->domain);
     switch (ptc_api_apply(c, &chg, &report, &next)) {

@@ -44,6 +44,7 @@ def get_over_https(p, ca_root, domain=DOMAIN, path="/"):
 
 
 def check_issued_and_served(p, ca, up, source, name="orders"):
+    rev_before = p.api("GET", f"/proxies/{name}").json["revision"]
     r = p.api("POST", f"/proxies/{name}/ssl", body={"email": "admin@example.com"}, timeout=180)
     assert r.status == 200, r
     cert = r.json
@@ -67,6 +68,10 @@ def check_issued_and_served(p, ca, up, source, name="orders"):
 
     proxy = p.api("GET", f"/proxies/{name}").json
     assert proxy["enable_ssl"] is True and proxy["ssl_enabled"] is True
+    # Switching the route to HTTPS is a revision of its own.
+    assert proxy["revision"] == rev_before + 1
+    newest = p.api("GET", "/revisions").json[0]
+    assert newest["revision"] == proxy["revision"] and newest["action"] == "proxy.ssl"
     certs = p.api("GET", "/certificates").json
     assert [(c["domain"], c["source"]) for c in certs] == [(DOMAIN, source)]
     assert certs[0]["used_by"] == [name]
@@ -111,6 +116,23 @@ def test_builtin_engine_builtin_client(portico, upstream, pebble):
     # The account key is in the store, not in any answer or log line.
     log = p.read_log()
     assert "PRIVATE KEY" not in log
+
+
+def test_enable_ssl_already_set(portico, upstream, pebble):
+    # enable_ssl asked for at creation: HTTP serves until a certificate
+    # exists; issuing it is then a certificate change, not a revision.
+    p, ca = start_with_ca(portico, pebble)
+    up = upstream()
+    r = p.put_proxy("orders", proxy_body(DOMAIN, up.port, enable_ssl=True))
+    assert r.status == 201 and r.json["ssl_enabled"] is False
+    assert p.get(DOMAIN, "/").status == 200
+    revisions = len(p.api("GET", "/revisions").json)
+    r = p.api("POST", "/proxies/orders/ssl", body={}, timeout=180)
+    assert r.status == 200 and r.json["issued"] is True, r
+    assert len(p.api("GET", "/revisions").json) == revisions
+    assert "revision" not in r.json["apply"]
+    assert p.get(DOMAIN, "/").status == 301
+    assert get_over_https(p, ca.root_file())[0] == 200
 
 
 def test_nginx_engine_certbot(portico, upstream, pebble):
