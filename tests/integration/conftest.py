@@ -103,7 +103,9 @@ class Portico:
         if engine == "nginx":
             self.settings["nginx_managed"] = "true"
         self.settings.update(settings or {})
-        self.env = dict(os.environ)
+        # PORTICO_* variables are settings to portico, which refuses unknown
+        # ones: the two that tell the tests where things are stay here.
+        self.env = {k: v for k, v in os.environ.items() if k not in ("PORTICO_BIN", "PORTICO_SOURCE_DIR")}
         self.env.update(env or {})
         self.log_path = self.dir / "portico.log"
         self.proc = None
