@@ -33,7 +33,16 @@ static atomic_bool stopping;
 static pthread_t acceptor;
 
 /* What the CA does, set by each test; counters of what it saw. */
-typedef enum mode { HUGE_BODY, HUGE_HEADERS, SILENT, REDIRECT, GARBAGE, BAD_NONCE, SLOW_ORDER } mode;
+typedef enum mode {
+    HUGE_BODY,
+    HUGE_HEADERS,
+    SILENT,
+    REDIRECT,
+    GARBAGE,
+    BAD_NONCE,
+    SLOW_ORDER,
+    SLOW_ORDER_DATE
+} mode;
 static _Atomic mode current;
 static atomic_int posts, order_reads, elsewhere_hits;
 
@@ -144,7 +153,7 @@ static void handle(SSL *ssl)
               "Content-Type: application/problem+json\r\nReplay-Nonce: fresh-nonce\r\n",
               "{\"type\":\"urn:ietf:params:acme:error:badNonce\",\"detail\":\"JWS has an invalid anti-replay "
               "nonce\",\"status\":400}");
-    } else if (m == SLOW_ORDER) {
+    } else if (m == SLOW_ORDER || m == SLOW_ORDER_DATE) {
         atomic_fetch_add(&posts, 1);
         char *hdr = NULL, *body = NULL;
         if (strcmp(path, "/account") == 0) {
@@ -153,7 +162,8 @@ static void handle(SSL *ssl)
         } else if (strcmp(path, "/order") == 0 || strcmp(path, "/order/1") == 0) {
             if (strcmp(path, "/order/1") == 0)
                 atomic_fetch_add(&order_reads, 1);
-            hdr = ptc_xasprintf("Replay-Nonce: n2\r\nLocation: %s/order/1\r\nRetry-After: 3600\r\n", base);
+            hdr = ptc_xasprintf("Replay-Nonce: n2\r\nLocation: %s/order/1\r\nRetry-After: %s\r\n", base,
+                                m == SLOW_ORDER ? "3600" : "Wed, 21 Oct 2099 07:28:00 GMT");
             body = ptc_xasprintf("{\"status\":\"pending\",\"authorizations\":[\"%s/authz/1\"],\"finalize\":"
                                  "\"%s/finalize/1\"}",
                                  base, base);
@@ -274,7 +284,7 @@ static int issue(mode m, unsigned timeout_ms, ptc_acme_failure *f)
     ptc_acme_responder r = {noop_set, noop_clear, NULL};
     ptc_cert *c = NULL;
     atomic_store(&current, m);
-    int rc = ptc_acme_issue(&p, m == SLOW_ORDER ? "slow.example.com" : "x.example.com", &r, &c, f);
+    int rc = ptc_acme_issue(&p, m >= SLOW_ORDER ? "slow.example.com" : "x.example.com", &r, &c, f);
     CHECK(c == NULL);
     return rc;
 }
@@ -345,6 +355,12 @@ static void test_retry_after_beyond_deadline(void)
      * client waits as told rather than polling, so it gives up at once. */
     CHECK_INT(issue(SLOW_ORDER, 5000, &f), -ETIMEDOUT);
     CHECK_STR(f.stage, "order");
+    CHECK(strstr(f.message, "ran out of time") != NULL);
+    CHECK_INT(atomic_load(&order_reads), 1);
+    ptc_acme_failure_clear(&f);
+    /* The same with Retry-After as an HTTP date. */
+    atomic_store(&order_reads, 0);
+    CHECK_INT(issue(SLOW_ORDER_DATE, 5000, &f), -ETIMEDOUT);
     CHECK(strstr(f.message, "ran out of time") != NULL);
     CHECK_INT(atomic_load(&order_reads), 1);
     ptc_acme_failure_clear(&f);
