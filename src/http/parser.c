@@ -514,10 +514,10 @@ int ptc_http_parse_request(const char *buf, size_t len, ptc_http_request *req, p
     if (end - p < 10)
         return fail(err, 400, "invalid HTTP version");
     int minor = parse_version(p);
+    if (minor == -400 || p[8] != '\r' || p[9] != '\n')
+        return fail(err, 400, "invalid HTTP version");
     if (minor == -505)
         return fail(err, 505, "HTTP version not supported");
-    if (minor < 0 || p[8] != '\r' || p[9] != '\n')
-        return fail(err, 400, "invalid HTTP version");
     if ((size_t)(p + 8 - line) > PTC_HTTP_MAX_REQUEST_LINE)
         return fail(err, 414, "request line too long");
     req->minor_version = minor;

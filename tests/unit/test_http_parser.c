@@ -617,6 +617,7 @@ static void good_versions(void)
     CHECK_INT(REQ("GET / HTTP/0.9\r\nHost: a\r\n\r\n"), 505);
     CHECK_INT(REQ("GET / HTTP/9.9\r\nHost: a\r\n\r\n"), 505);
     CHECK_INT(REQ("GET / HTTP/1.1x\r\nHost: a\r\n\r\n"), 400);
+    CHECK_INT(REQ("GET / HTTP/2.0x\r\nHost: a\r\n\r\n"), 400);
     CHECK_INT(REQ("GET / http/1.1\r\nHost: a\r\n\r\n"), 400);
     CHECK_INT(REQ("GET / HTTP/11\r\nHost: a\r\n\r\n"), 400);
     CHECK_INT(REQ("GET / HTTP/1\r\nHost: a\r\n\r\n"), 400);
