@@ -30,8 +30,8 @@ static void check_path(const char *p, size_t size)
                 char h[3] = {out[i + 1], out[i + 2], 0};
                 ASSERT(strspn(h, "0123456789ABCDEF") == 2);
                 long v = strtol(h, NULL, 16);
-                ASSERT(v != 0 && !((v >= 'a' && v <= 'z') || (v >= 'A' && v <= 'Z') || (v >= '0' && v <= '9') ||
-                                   v == '-' || v == '.' || v == '_' || v == '~'));
+                ASSERT(v != 0 && !((v >= 'a' && v <= 'z') || (v >= 'A' && v <= 'Z') ||
+                                   (v >= '0' && v <= '9') || v == '-' || v == '.' || v == '_' || v == '~'));
             }
         }
         ssize_t m = ptc_http_normalize_path(out, (size_t)n, again);
