@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,7 +166,7 @@ int ptc_nginx_txn_link(ptc_nginx_txn *t, const char *path, const char *target)
     return 1;
 }
 
-int ptc_nginx_symlink_replace(const char *path, const char *target)
+int ptc_nginx_symlink_replace(const char *path, const char *target, bool sync)
 {
     char suffix[17];
     char *tmp, *dir;
@@ -177,12 +178,55 @@ int ptc_nginx_symlink_replace(const char *path, const char *target)
     } else if (rename(tmp, path) != 0) {
         rc = -errno;
         unlink(tmp);
-    } else {
+    } else if (sync) {
         dir = ptc_path_dirname(path);
         rc = ptc_fsync_dir(dir);
         free(dir);
     }
     free(tmp);
+    return rc;
+}
+
+int ptc_nginx_write_nosync(const char *path, const char *data, size_t len, mode_t mode)
+{
+    char suffix[17];
+    char *tmp;
+    int rc = 0, fd;
+    ptc_random_hex(suffix, 8);
+    tmp = ptc_xasprintf("%s.tmp-%s", path, suffix);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (fchmod(fd, mode) != 0)
+        rc = -errno;
+    for (size_t off = 0; rc == 0 && off < len;) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno != EINTR)
+            rc = -errno;
+        else if (w > 0)
+            off += (size_t)w;
+    }
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc != 0)
+        unlink(tmp);
+out:
+    free(tmp);
+    return rc;
+}
+
+int ptc_nginx_sync_fs(const char *dir)
+{
+    int rc = 0, fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (syncfs(fd) != 0)
+        rc = -errno;
+    close(fd);
     return rc;
 }
 
@@ -214,7 +258,7 @@ static int put(const change *c, bool exists, const char *data, size_t len, mode_
     if (rc != 0)
         return rc;
     if (c->kind == CHANGE_LINK)
-        return ptc_nginx_symlink_replace(c->path, data);
+        return ptc_nginx_symlink_replace(c->path, data, true);
     return ptc_file_write_atomic(c->path, data, len, mode);
 }
 

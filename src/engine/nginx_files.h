@@ -64,7 +64,16 @@ int ptc_nginx_backups_prune(const char *dir, const char *prefix, int64_t now_ms,
  * the new path in *out (caller frees).  Returns 0 or -errno. */
 int ptc_nginx_backup_write(const char *dir, const char *name, const char *data, size_t len, char **out);
 
-/* Replaces (or creates) the symlink path -> target atomically. */
-int ptc_nginx_symlink_replace(const char *path, const char *target);
+/* Replaces (or creates) the symlink path -> target atomically; with sync,
+ * durably (fsync of the folder). */
+int ptc_nginx_symlink_replace(const char *path, const char *target, bool sync);
+
+/* Writes path atomically (temporary file, rename) but without fsync: for
+ * start-up, which re-renders everything from the store anyway and ends
+ * with one ptc_nginx_sync_fs() instead of three fsyncs per file. */
+int ptc_nginx_write_nosync(const char *path, const char *data, size_t len, mode_t mode);
+
+/* syncfs() of the file system holding dir.  Returns 0 or -errno. */
+int ptc_nginx_sync_fs(const char *dir);
 
 #endif

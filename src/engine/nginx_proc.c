@@ -19,7 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define START_TIMEOUT_MS 10000
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 30000
 #define STABLE_MS 60000
@@ -200,8 +199,7 @@ static int spawn(ptc_nginx_proc *p, pid_t *pid)
     return rc;
 }
 
-/* The last lines of the log, for an error message. */
-static void log_tail(const char *path, char *out, size_t outlen)
+void ptc_nginx_log_tail(const char *path, char *out, size_t outlen)
 {
     char *text = NULL;
     size_t len = 0;
@@ -289,7 +287,7 @@ static void *supervise(void *arg)
     return NULL;
 }
 
-int ptc_nginx_proc_start(ptc_nginx_proc *p, bool *adopted, char *err, size_t errlen)
+int ptc_nginx_proc_start(ptc_nginx_proc *p, int64_t timeout_ms, bool *adopted, char *err, size_t errlen)
 {
     pid_t pid = ptc_nginx_pid_read(p->pid_file);
     int rc = 0;
@@ -299,7 +297,7 @@ int ptc_nginx_proc_start(ptc_nginx_proc *p, bool *adopted, char *err, size_t err
         *adopted = true;
         ptc_log_info("adopted a running managed nginx", PTC_LI("pid", pid));
     } else {
-        int64_t deadline = ptc_mono_ms() + START_TIMEOUT_MS;
+        int64_t deadline = ptc_mono_ms() + timeout_ms;
         rc = spawn(p, &pid);
         if (rc != 0) {
             snprintf(err, errlen, "cannot start %s: %s", p->argv[0], strerror(-rc));
@@ -310,7 +308,7 @@ int ptc_nginx_proc_start(ptc_nginx_proc *p, bool *adopted, char *err, size_t err
             ptc_nginx_worker w;
             if (waitpid(pid, &status, WNOHANG) == pid) {
                 char tail[700];
-                log_tail(p->log_path, tail, sizeof(tail));
+                ptc_nginx_log_tail(p->log_path, tail, sizeof(tail));
                 snprintf(err, errlen, "nginx exited at start: %s", tail);
                 return -ECHILD;
             }
@@ -319,7 +317,7 @@ int ptc_nginx_proc_start(ptc_nginx_proc *p, bool *adopted, char *err, size_t err
             if (ptc_mono_ms() >= deadline) {
                 kill(-pid, SIGKILL);
                 waitpid(pid, &status, 0);
-                snprintf(err, errlen, "nginx did not start serving within %d ms", START_TIMEOUT_MS);
+                snprintf(err, errlen, "nginx did not start serving within %lld ms", (long long)timeout_ms);
                 return -ETIMEDOUT;
             }
             usleep(10000);

@@ -32,6 +32,9 @@ size_t ptc_nginx_workers(pid_t master, ptc_nginx_worker *out, size_t max);
  * Returns 0, -ETIMEDOUT, or -ESRCH when master died. */
 int ptc_nginx_wait_new_workers(pid_t master, const pid_t *before, size_t n, int64_t timeout_ms);
 
+/* The end of a log file (at most outlen - 1 bytes, ~600), for messages. */
+void ptc_nginx_log_tail(const char *path, char *out, size_t outlen);
+
 /* A managed nginx master. */
 typedef struct ptc_nginx_proc ptc_nginx_proc;
 
@@ -42,10 +45,10 @@ ptc_nginx_proc *ptc_nginx_proc_new(const char *const *argv, const char *pid_file
                                    const char *log_path, int64_t stop_timeout_ms);
 
 /* Makes a master run: adopts one of ours left running (by the pid file:
- * e.g. after portico was killed), else starts one and waits until it
- * serves; then supervises it.  *adopted tells which.  Returns 0 or
- * -errno with nginx's own words in err.  Blocks (bounded). */
-int ptc_nginx_proc_start(ptc_nginx_proc *p, bool *adopted, char *err, size_t errlen);
+ * e.g. after portico was killed), else starts one and waits at most
+ * timeout_ms until it serves; then supervises it.  *adopted tells which.
+ * Returns 0 or -errno with nginx's own words in err.  Blocks. */
+int ptc_nginx_proc_start(ptc_nginx_proc *p, int64_t timeout_ms, bool *adopted, char *err, size_t errlen);
 
 /* The running master's pid, or 0. */
 pid_t ptc_nginx_proc_master(ptc_nginx_proc *p);
