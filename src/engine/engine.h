@@ -9,6 +9,7 @@
 #ifndef PTC_ENGINE_H
 #define PTC_ENGINE_H
 
+#include "core/buf.h"
 #include "core/settings.h"
 #include "model/state.h"
 
@@ -55,9 +56,13 @@ typedef struct ptc_engine_ops {
      * and its verdict in *level.  Returns a new reference. */
     json_t *(*status)(ptc_engine *e, ptc_health_level *level);
     /* HTTP-01: serve key_authorization at /.well-known/acme-challenge/token
-     * on every domain until cleared.  Returns 0 or -errno. */
+     * on every domain until cleared.  Returns 0 or -errno.  NULL when the
+     * engine cannot answer challenges. */
     int (*set_challenge)(ptc_engine *e, const char *token, const char *key_authorization);
     void (*clear_challenge)(ptc_engine *e, const char *token);
+    /* Appends the engine's metrics in Prometheus text format (NULL when the
+     * engine has none of its own). */
+    void (*metrics)(ptc_engine *e, ptc_buf *out);
     /* Stops what the engine started (a managed nginx, the data plane
      * workers after draining) and frees it. */
     void (*destroy)(ptc_engine *e);
@@ -76,7 +81,6 @@ ptc_engine *ptc_engine_create(const ptc_settings *s, char *err, size_t errlen);
 /* Constructors of each engine, used by ptc_engine_create. */
 ptc_engine *ptc_engine_builtin_create(const ptc_settings *s, char *err, size_t errlen);
 ptc_engine *ptc_engine_nginx_create(const ptc_settings *s, char *err, size_t errlen);
-ptc_engine *ptc_engine_caddy_create(const ptc_settings *s, char *err, size_t errlen);
 
 /* Frees what a result owns (not the struct itself). */
 void ptc_apply_result_clear(ptc_apply_result *res);

@@ -176,8 +176,10 @@ ptc_state *ptc_state_from(ptc_proxy **proxies, size_t n_proxies, ptc_cert **cert
     ptc_state *s = ptc_state_new();
     s->proxies = ptc_xcalloc(n_proxies + 1, sizeof(*s->proxies));
     s->certs = ptc_xcalloc(n_certs + 1, sizeof(*s->certs));
-    memcpy(s->proxies, proxies, n_proxies * sizeof(*proxies));
-    memcpy(s->certs, certs, n_certs * sizeof(*certs));
+    if (n_proxies)
+        memcpy(s->proxies, proxies, n_proxies * sizeof(*proxies));
+    if (n_certs)
+        memcpy(s->certs, certs, n_certs * sizeof(*certs));
     s->n_proxies = n_proxies;
     s->n_certs = n_certs;
     qsort(s->proxies, n_proxies, sizeof(*s->proxies), cmp_proxy);
