@@ -56,12 +56,13 @@ typedef struct ngx {
     char **nginx_argv; /* nginx and the -p/-e/-c options of every call */
     char version[64];
     ptc_nginx_proc *proc;
-    pthread_mutex_t apply_mu; /* one apply or start at a time */
-    pthread_mutex_t mu;       /* the status fields below */
-    int test_state;           /* -1 not yet, 0 failed, 1 passed */
-    long last_test_ms;
+    pthread_mutex_t apply_mu;                    /* one apply or start at a time */
+    pthread_mutex_t mu;                          /* the status fields below */
+    int test_state;                              /* -1 not yet, 0 failed, 1 passed */
+    long last_test_took_ms, last_reload_took_ms; /* written by the apply thread under mu */
+    unsigned long long tests[2], reloads[2];     /* [failed, passed] */
     int reload_state;
-    int64_t last_reload_ms;
+    int64_t last_reload_at;
     char last_error[512];
     json_t *disabled; /* files start left out because nginx rejected them */
 } ngx;
@@ -160,12 +161,15 @@ static char *enabled_path(ngx *e, const char *file)
 static void set_status(ngx *e, int test, int reload, const char *error)
 {
     pthread_mutex_lock(&e->mu);
-    if (test >= 0)
+    if (test >= 0) {
         e->test_state = test;
+        e->tests[test]++;
+    }
     if (reload >= 0) {
         e->reload_state = reload;
+        e->reloads[reload]++;
         if (reload == 1)
-            e->last_reload_ms = ptc_now_ms();
+            e->last_reload_at = ptc_now_ms();
     }
     if (error)
         snprintf(e->last_error, sizeof(e->last_error), "%s", error);
@@ -188,7 +192,9 @@ static bool run_test(ngx *e, ptc_buf *out, long *ms)
     int rc = ptc_proc_run(argv, NULL, TEST_TIMEOUT_MS, OUTPUT_MAX, &r);
     *ms = (long)(ptc_mono_ms() - t0);
     bool ok = rc == 0 && r.exit_code == 0 && !r.timed_out;
-    e->last_test_ms = *ms;
+    pthread_mutex_lock(&e->mu);
+    e->last_test_took_ms = *ms;
+    pthread_mutex_unlock(&e->mu);
     ptc_buf_reset(out);
     if (rc != 0)
         ptc_buf_appendf(out, "cannot run %s: %s", argv[0], strerror(-rc));
@@ -207,7 +213,7 @@ static bool run_test(ngx *e, ptc_buf *out, long *ms)
  * (nginx 1.22 looks upstreams up by a linear scan: quadratic). */
 static int64_t nginx_wait_ms(const ngx *e, long test_ms)
 {
-    int64_t ms = 3 * (int64_t)(test_ms > e->last_test_ms ? test_ms : e->last_test_ms) + 5000;
+    int64_t ms = 3 * (int64_t)(test_ms > e->last_test_took_ms ? test_ms : e->last_test_took_ms) + 5000;
     return ms > NGINX_WAIT_MIN_MS ? ms : NGINX_WAIT_MIN_MS;
 }
 
@@ -279,6 +285,9 @@ static bool run_reload(ngx *e, ptc_buf *out, long *ms)
         ptc_log_debug("no nginx master found to confirm the reload", PTC_LS("pid_file", e->pid_file));
     }
     *ms = (long)(ptc_mono_ms() - t0);
+    pthread_mutex_lock(&e->mu);
+    e->last_reload_took_ms = *ms;
+    pthread_mutex_unlock(&e->mu);
     ptc_argv_free(argv);
     set_status(e, -1, ok, ok ? NULL : ptc_buf_cstr(out));
     return ok;
@@ -1053,9 +1062,9 @@ static json_t *nginx_status(ptc_engine *base, ptc_health_level *level)
     pthread_mutex_lock(&e->mu);
     json_object_set_new(j, "present", json_boolean(present));
     json_object_set_new(j, "config_test_ok", e->test_state < 0 ? json_null() : json_boolean(e->test_state));
-    if (e->last_reload_ms) {
+    if (e->last_reload_at) {
         char stamp[32];
-        ptc_time_format(e->last_reload_ms, stamp, sizeof(stamp));
+        ptc_time_format(e->last_reload_at, stamp, sizeof(stamp));
         json_object_set_new(j, "last_reload_timestamp", json_string(stamp));
     } else {
         json_object_set_new(j, "last_reload_timestamp", json_null());
@@ -1080,6 +1089,47 @@ static json_t *nginx_status(ptc_engine *base, ptc_health_level *level)
         *level = PTC_HEALTHY;
     pthread_mutex_unlock(&e->mu);
     return j;
+}
+
+static void nginx_metrics(ptc_engine *base, ptc_buf *out)
+{
+    ngx *e = base->impl;
+    pid_t master = current_master(e);
+    pthread_mutex_lock(&e->mu);
+    ptc_buf_appendf(
+        out,
+        "# HELP portico_nginx_up Whether an nginx master runs.\n"
+        "# TYPE portico_nginx_up gauge\n"
+        "portico_nginx_up %d\n"
+        "# HELP portico_nginx_config_test_ok Whether the last nginx -t accepted the configuration.\n"
+        "# TYPE portico_nginx_config_test_ok gauge\n"
+        "portico_nginx_config_test_ok %d\n"
+        "# HELP portico_nginx_tests_total Runs of nginx -t by result.\n"
+        "# TYPE portico_nginx_tests_total counter\n"
+        "portico_nginx_tests_total{result=\"ok\"} %llu\n"
+        "portico_nginx_tests_total{result=\"failed\"} %llu\n"
+        "# HELP portico_nginx_reloads_total Reloads (command and new workers confirmed) by result.\n"
+        "# TYPE portico_nginx_reloads_total counter\n"
+        "portico_nginx_reloads_total{result=\"ok\"} %llu\n"
+        "portico_nginx_reloads_total{result=\"failed\"} %llu\n"
+        "# HELP portico_nginx_last_test_seconds Duration of the last nginx -t.\n"
+        "# TYPE portico_nginx_last_test_seconds gauge\n"
+        "portico_nginx_last_test_seconds %.3f\n"
+        "# HELP portico_nginx_last_reload_seconds Duration of the last reload until new workers ran.\n"
+        "# TYPE portico_nginx_last_reload_seconds gauge\n"
+        "portico_nginx_last_reload_seconds %.3f\n"
+        "# HELP portico_nginx_disabled_files Domain files left out at start because nginx rejects them.\n"
+        "# TYPE portico_nginx_disabled_files gauge\n"
+        "portico_nginx_disabled_files %zu\n",
+        master > 0, e->test_state == 1, e->tests[1], e->tests[0], e->reloads[1], e->reloads[0],
+        e->last_test_took_ms / 1000.0, e->last_reload_took_ms / 1000.0, json_array_size(e->disabled));
+    pthread_mutex_unlock(&e->mu);
+    if (e->proc)
+        ptc_buf_appendf(out,
+                        "# HELP portico_nginx_restarts_total Restarts of the managed nginx after it died.\n"
+                        "# TYPE portico_nginx_restarts_total counter\n"
+                        "portico_nginx_restarts_total %u\n",
+                        ptc_nginx_proc_restarts(e->proc));
 }
 
 static bool all_chars(const char *s, size_t max, const char *extra)
@@ -1148,6 +1198,7 @@ static const ptc_engine_ops nginx_ops = {
     .status = nginx_status,
     .set_challenge = nginx_set_challenge,
     .clear_challenge = nginx_clear_challenge,
+    .metrics = nginx_metrics,
     .destroy = nginx_destroy,
 };
 

@@ -4,9 +4,10 @@
  * weights, TLS with the 301), a state nginx rejects and a failing reload
  * (rollback byte for byte, old routes still served), no reload when
  * nothing rendered changes, backups and their pruning by age, ACME
- * challenges, deletion, the supervisor restarting a killed master, and
+ * challenges, deletion, the supervisor restarting a killed master,
  * start-up reconciliation (edited, deleted and stale files; adopting a
- * running master; leaving out a domain nginx rejects). */
+ * running master; leaving out a domain nginx rejects), and driving an
+ * nginx portico did not start. */
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -773,6 +774,13 @@ static void test_supervisor(void)
     json_t *j = status(&level);
     CHECK_INT(json_integer_value(json_object_get(j, "restarts")), 1);
     json_decref(j);
+    ptc_buf m = PTC_BUF_INIT;
+    engine->ops->metrics(engine, &m);
+    CHECK(strstr(ptc_buf_cstr(&m), "\nportico_nginx_restarts_total 1\n") != NULL);
+    CHECK(strstr(ptc_buf_cstr(&m), "\nportico_nginx_up 1\n") != NULL);
+    CHECK(strstr(ptc_buf_cstr(&m), "\nportico_nginx_tests_total{result=\"failed\"} 1\n") != NULL);
+    CHECK(strstr(ptc_buf_cstr(&m), "\nportico_nginx_reloads_total{result=\"failed\"} 2\n") != NULL);
+    ptc_buf_free(&m);
 }
 
 /* Start-up reconciliation: a master left running is adopted; edited,
@@ -920,6 +928,115 @@ static void test_isolation(void)
     ptc_state_release(s8);
 }
 
+/* Unmanaged: portico drives an nginx it did not start (found through the
+ * pid directive of that nginx's main config) and leaves it running. */
+static void test_unmanaged(void)
+{
+    char err[512] = "", buf[64];
+    response r;
+    ptc_apply_result res;
+    char *sys = at("system"), *pidf = at("system/nginx.pid"), *elog = at("system/logs/error.log");
+    char *conf = at("system/nginx.conf"), *avail = at("system/sites-available"),
+         *enabled = at("system/sites-enabled");
+    char *backups = at("system/backups"), *logs = at("system/logs"), *tmp = at("system/tmp");
+    ptc_mkdir_p(logs, 0755);
+    ptc_mkdir_p(tmp, 0755);
+    ptc_mkdir_p(enabled, 0755);
+    ptc_nginx_main_conf m = {sys, pidf, elog, NULL, enabled, geteuid() == 0, 1, 10000, 60000, 1000};
+    ptc_buf text = PTC_BUF_INIT;
+    ptc_nginx_render_main(&m, &text);
+    CHECK_INT(ptc_file_write_atomic(conf, text.data, text.len, 0644), 0);
+    ptc_buf_free(&text);
+    const char *argv[] = {ptc_settings_get(settings, PTC_SET_NGINX_BIN),
+                          "-p",
+                          sys,
+                          "-e",
+                          elog,
+                          "-c",
+                          conf,
+                          "-g",
+                          "daemon off;",
+                          NULL};
+    pid_t sys_pid;
+    CHECK_INT(ptc_proc_spawn(argv, NULL, -1, &sys_pid), 0);
+
+    http_port = free_port();
+    ptc_settings *s = ptc_settings_new();
+    char *flags[] = {
+        ptc_xasprintf("--state_dir=%s/state2", root),
+        ptc_xstrdup("--nginx_managed=false"),
+        ptc_xasprintf("--nginx_conf=%s", conf),
+        ptc_xasprintf("--nginx_sites_available=%s", avail),
+        ptc_xasprintf("--nginx_sites_enabled=%s", enabled),
+        ptc_xasprintf("--nginx_backup_dir=%s", backups),
+        ptc_xasprintf("--http_listen=127.0.0.1:%u", http_port),
+        ptc_xstrdup("--https_listen="),
+    };
+    char *envp[] = {NULL};
+    CHECK_INT(ptc_settings_load(s, (int)PTC_ARRAY_LEN(flags), flags, envp, err, sizeof(err)), 0);
+    int64_t deadline = ptc_mono_ms() + 10000;
+    while (ptc_mono_ms() < deadline && !alive(sys_pid))
+        usleep(10000);
+    snprintf(buf, sizeof(buf), "%d", (int)sys_pid);
+    while (ptc_mono_ms() < deadline) {
+        char *text_pid = read_all(pidf);
+        bool up = text_pid && strncmp(text_pid, buf, strlen(buf)) == 0;
+        free(text_pid);
+        if (up)
+            break;
+        usleep(10000);
+    }
+
+    ptc_settings *saved = settings;
+    settings = s;
+    engine = ptc_engine_nginx_create(s, err, sizeof(err));
+    CHECK(engine != NULL);
+    ptc_proxy *p = fx_proxy("sys", "sys.test", "/", "127.0.0.1", u1.port);
+    ptc_state *empty = ptc_state_new(), *one = state_of((const ptc_proxy *const[]){p}, 1, NULL, 0);
+    CHECK_INT(engine->ops->start(engine, empty, err, sizeof(err)), 0);
+    CHECK_INT(master_pid(), sys_pid);
+    apply(empty, one, "sys.test", "/", false, &res);
+    CHECK(res.code == NULL);
+    CHECK(json_is_true(json_object_get(json_object_get(res.report, "verify"), "ok")));
+    clear_result(&res);
+    CHECK_STR(body_of("sys.test", "/", &r), "u1 /\n");
+    /* Not the default command: run as written, {nginx_bin} expanded. */
+    CHECK_INT(
+        ptc_settings_set(s, "nginx_reload_cmd", "{nginx_bin}  -s  reload", PTC_SRC_FLAG, err, sizeof(err)),
+        0);
+    apply(one, empty, "sys.test", "/", true, &res);
+    CHECK(res.code == NULL);
+    CHECK(json_is_true(json_object_get(json_object_get(res.report, "verify"), "ok")));
+    clear_result(&res);
+    ptc_health_level level;
+    json_t *j = status(&level);
+    CHECK_INT(level, PTC_HEALTHY);
+    CHECK(json_is_false(json_object_get(j, "managed")));
+    json_decref(j);
+    engine->ops->destroy(engine);
+    engine = NULL;
+    CHECK(alive(sys_pid)); /* not ours to stop */
+    kill(sys_pid, SIGQUIT);
+    int st;
+    CHECK_INT(waitpid(sys_pid, &st, 0), sys_pid);
+    settings = saved;
+    ptc_state_release(empty);
+    ptc_state_release(one);
+    ptc_proxy_release(p);
+    ptc_settings_free(s);
+    for (size_t i = 0; i < PTC_ARRAY_LEN(flags); i++)
+        free(flags[i]);
+    free(sys);
+    free(pidf);
+    free(elog);
+    free(conf);
+    free(avail);
+    free(enabled);
+    free(backups);
+    free(logs);
+    free(tmp);
+}
+
 int main(void)
 {
     snprintf(root, sizeof(root), "/tmp/ptc-nginx-XXXXXX");
@@ -950,6 +1067,7 @@ int main(void)
     RUN(test_supervisor);
     RUN(test_reconcile);
     RUN(test_isolation);
+    RUN(test_unmanaged);
 
     if (engine)
         engine->ops->destroy(engine);
