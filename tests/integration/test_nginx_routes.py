@@ -4,9 +4,14 @@ it.  Seed 000's usage example, several domains, path prefixes with and
 without stripping, WebSockets, unknown hosts, the health endpoint."""
 
 import asyncio
+import os
 import socket
+import ssl
+import stat
+import subprocess
 import threading
 
+import pytest
 import websockets
 
 from conftest import proxy_body
@@ -164,3 +169,56 @@ def test_unknown_host_and_health(portico, upstream):
     assert isinstance(ngx["master_pid"], int) and ngx["master_pid"] > 0
     assert ngx["version"]
     assert ngx["last_reload_timestamp"]
+
+
+def https_get(port, sni, path):
+    """GET over TLS with SNI; returns (status line, peer certificate DER)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni) as tls:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return data.decode("utf-8", "replace"), tls.getpeercert(binary_form=True)
+
+
+def test_uploaded_certificate_serves_https_and_redirects(portico, upstream, tmp_path):
+    p = portico(engine="nginx")
+    up = upstream("secure")
+    domain = "secure.example.test"
+    key_file, cert_file = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key_file), "-out", str(cert_file), "-days", "2", "-subj", f"/CN={domain}",
+                    "-addext", f"subjectAltName=DNS:{domain}"], check=True, capture_output=True, timeout=60)
+    cert_pem, key_pem = cert_file.read_text(), key_file.read_text()
+    r = p.api("PUT", f"/certificates/{domain}", body={"certificate": cert_pem, "key": key_pem})
+    assert r.status in (200, 201), r
+
+    r = p.put_proxy("secure", proxy_body(domain, up.port, enable_ssl=True))
+    assert r.status == 201, r
+    assert r.json["ssl_enabled"] is True
+    assert r.json["apply"]["verify"]["ok"] is True, r.json["apply"]
+
+    r = p.get(domain, "/login?next=/home")
+    assert r.status == 301, r
+    assert r.headers["location"] == f"https://{domain}:{p.https_port}/login?next=/home"
+
+    head, der = https_get(p.https_port, domain, "/login")
+    assert head.startswith("HTTP/1.1 200"), head
+    assert '"upstream": "secure"' in head
+    assert der == ssl.PEM_cert_to_DER_cert(cert_pem)
+    # A name nginx has no certificate for gets no handshake at all.
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        https_get(p.https_port, "other.example.test", "/")
+
+    key_path = p.state_dir / "certs" / domain / "privkey.pem"
+    assert stat.S_IMODE(os.stat(key_path).st_mode) == 0o600
+    assert key_path.read_text() == key_pem
+    key_body = key_pem.splitlines()[1]
+    assert key_body not in p.read_log()
