@@ -675,15 +675,26 @@ static int check_upstream(checker *c, const node *up, bool *seen)
         snprintf(weight, sizeof(weight), "weight=%u", u->weight);
         if (expect_fixed(c, s, (const char *[]){"server", addr, weight}, 3) != 0)
             return -EINVAL;
-        /* The address token, taken apart again: a host and a port only. */
+        /* The address token, taken apart again: exactly "[v6]:port" or
+         * "host:port", the host the one of the proxy and a valid one. */
         tok_str(&s->args[1], host, sizeof(host));
-        char *colon = v6 ? strstr(host, "]:") : strrchr(host, ':');
-        if (colon == NULL)
-            return fail(c, s->line, "upstream address without a port");
+        char *colon = strrchr(host, ':');
+        long long port;
+        if (colon == NULL || ptc_parse_int(colon + 1, 1, 65535, &port) != 0 || colon[1] == '+' ||
+            colon[1] == '-')
+            return fail(c, s->line, "upstream address without a valid port");
         *colon = '\0';
-        const char *h = v6 ? host + 1 : host;
-        if ((v6 && !ptc_is_ip_literal(h)) || (!v6 && ptc_check_upstream_host(h) != NULL) || u->port < 1 ||
-            u->port > 65535 || u->weight < 1 || u->weight > 1000)
+        size_t hl = strlen(host);
+        const char *h = host;
+        if (host[0] == '[') {
+            if (hl < 3 || host[hl - 1] != ']')
+                return fail(c, s->line, "invalid upstream address");
+            host[hl - 1] = '\0';
+            h = host + 1;
+        }
+        bool ok = host[0] == '[' ? strchr(h, ':') && ptc_is_ip_literal(h)
+                                 : !strchr(h, ':') && ptc_check_upstream_host(h) == NULL;
+        if (!ok || strcmp(h, u->host) != 0 || u->weight < 1 || u->weight > 1000)
             return fail(c, s->line, "invalid upstream address");
     }
     if (servers != p->n_upstreams || !keepalive)
