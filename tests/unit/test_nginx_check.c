@@ -104,7 +104,9 @@ static void test_hostile_upstream_host(void)
     }
     /* "host:port" smuggled into the host, a unix socket, a bad port. */
     static const char *const bad[] = {"10.0.0.1:81", "unix:/run/x.sock", "[::1]",
-                                      "::1]:80 weight=9; server [::1"};
+                                      "::1]:80 weight=9; server [::1",
+                                      /* one token each; found by fuzz_nginx_render */
+                                      "::1]:9999", "::1]:8---", "a:b"};
     for (size_t i = 0; i < PTC_ARRAY_LEN(bad); i++) {
         char err[256] = "";
         ptc_proxy *p = fx_proxy("web", "ok.example.com", "/", bad[i], 80);
