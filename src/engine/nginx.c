@@ -323,12 +323,15 @@ static int reread_check(const char *path, const ptc_buf *want, const ptc_nginx_e
     char *text = NULL, why[300];
     size_t len = 0;
     int rc = ptc_file_read(path, PTC_NGINX_FILE_MAX, &text, &len);
-    if (rc != 0)
+    if (rc != 0) {
         snprintf(err, errlen, "reading %s back: %s", path, strerror(-rc));
-    else if (len != want->len || memcmp(text, want->data, len) != 0)
-        rc = -EIO, snprintf(err, errlen, "%s does not hold what was written", path);
-    else if (ptc_nginx_check(text, len, x, why, sizeof(why)) != 0)
-        rc = -EINVAL, snprintf(err, errlen, "%s failed the structure check after writing: %s", path, why);
+    } else if (len != want->len || memcmp(text, want->data, len) != 0) {
+        rc = -EIO;
+        snprintf(err, errlen, "%s does not hold what was written", path);
+    } else if (ptc_nginx_check(text, len, x, why, sizeof(why)) != 0) {
+        rc = -EINVAL;
+        snprintf(err, errlen, "%s failed the structure check after writing: %s", path, why);
+    }
     free(text);
     return rc;
 }
@@ -444,17 +447,16 @@ static void rollback(ngx *e, ptc_nginx_txn *txn, ptc_apply_result *res)
     }
 }
 
-/* Re-enables nothing by itself: a file left out at start is back once an
- * apply rewrites its domain and nginx accepts it. */
+/* A file start left out (nginx rejected it) is back in once an apply has
+ * rewritten its domain and nginx accepted the result. */
 static void forget_disabled(ngx *e, const char *file)
 {
     pthread_mutex_lock(&e->mu);
-    size_t i;
-    json_t *v;
-    json_array_foreach(e->disabled, i, v) if (strcmp(json_string_value(v), file) == 0)
-    {
-        json_array_remove(e->disabled, i);
-        break;
+    for (size_t i = 0; i < json_array_size(e->disabled); i++) {
+        if (strcmp(json_string_value(json_array_get(e->disabled, i)), file) == 0) {
+            json_array_remove(e->disabled, i);
+            break;
+        }
     }
     pthread_mutex_unlock(&e->mu);
 }
@@ -843,9 +845,8 @@ static int reconcile_certs(reconcile *r, const ptc_state *st, char *err, size_t 
     if (rc == 0 && ptc_nginx_txn_count(txn) > 0) {
         json_t *paths = ptc_nginx_txn_paths(txn);
         rc = ptc_nginx_txn_commit(txn, err, errlen);
-        size_t i;
-        json_t *v;
-        json_array_foreach(paths, i, v) repaired(r, json_string_value(v), "edited");
+        for (size_t i = 0; rc == 0 && i < json_array_size(paths); i++)
+            repaired(r, json_string_value(json_array_get(paths, i)), "edited");
         json_decref(paths);
     } else if (rc != 0) {
         snprintf(err, errlen, "reading certificate files: %s", strerror(-rc));
@@ -895,10 +896,8 @@ static int test_isolating(ngx *e, char *err, size_t errlen)
         char *file = attempt < ISOLATE_MAX ? blamed_file(e, ptc_buf_cstr(&out)) : NULL;
         bool again = false;
         pthread_mutex_lock(&e->mu);
-        size_t i;
-        json_t *v;
-        json_array_foreach(e->disabled, i, v) again =
-            again || (file && strcmp(json_string_value(v), file) == 0);
+        for (size_t i = 0; file && i < json_array_size(e->disabled); i++)
+            again = again || strcmp(json_string_value(json_array_get(e->disabled, i)), file) == 0;
         pthread_mutex_unlock(&e->mu);
         if (file == NULL || again) {
             free(file);

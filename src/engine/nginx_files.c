@@ -359,9 +359,9 @@ int ptc_nginx_txn_backup(ptc_nginx_txn *t, const char *dir, json_t *backups, cha
 
 static bool in_list(const json_t *list, const char *s)
 {
-    size_t i;
-    json_t *v;
-    json_array_foreach(list, i, v) if (strcmp(json_string_value(v), s) == 0) return true;
+    for (size_t i = 0; i < json_array_size(list); i++)
+        if (strcmp(json_string_value(json_array_get(list, i)), s) == 0)
+            return true;
     return false;
 }
 
