@@ -57,7 +57,8 @@ typedef struct ptc_dns_zone ptc_dns_zone;
  * hold a literal of its type).  NULL with the reason in err otherwise. */
 ptc_dns_zone *ptc_dns_zone_build(const char *zone, uint32_t serial, const ptc_dns_entry *entries, size_t n,
                                  char *err, size_t errlen);
-/* The zone the control plane publishes: the managed records, then an A
+/* The zone the control plane publishes: the managed records inside the
+ * zone (others are logged and left out), then an A
  * (or AAAA) record pointing at proxy_ip for each proxy of state with dns:
  * true whose domain lies in the zone and has no managed record of that
  * type (wildcard domains are skipped; proxy_ip "" publishes none). */

@@ -220,6 +220,13 @@ ptc_dns_zone *ptc_dns_zone_from(const char *zone, const char *proxy_ip, uint32_t
         proxy_type = "AAAA";
     for (size_t i = 0; i < n_rec; i++) {
         const ptc_dns_record *r = &records->items[i];
+        /* Records stored under an earlier dns_zone stay in the store but
+         * are not part of this zone. */
+        if (!ptc_dns_in_zone(zone, r->name)) {
+            ptc_log_warn("dns: stored record outside the zone; not served", PTC_LS("name", r->name),
+                         PTC_LS("zone", zone));
+            continue;
+        }
         entries[n++] =
             (ptc_dns_entry){r->name, r->type, r->value, r->ttl, "api", r->created_at, r->updated_at};
     }
