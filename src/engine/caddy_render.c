@@ -229,7 +229,8 @@ static json_t *server(const char *listen, json_t *routes, bool tls)
 json_t *ptc_caddy_render(const ptc_state *st, const ptc_caddy_render_opts *o)
 {
     const ptc_proxy **sorted = ptc_xcalloc(st->n_proxies + 1, sizeof(*sorted));
-    memcpy(sorted, st->proxies, st->n_proxies * sizeof(*sorted));
+    for (size_t i = 0; i < st->n_proxies; i++)
+        sorted[i] = st->proxies[i];
     qsort(sorted, st->n_proxies, sizeof(*sorted), cmp_route);
 
     json_t *servers = json_object();
