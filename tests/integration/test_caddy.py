@@ -10,6 +10,7 @@ crypto/x509, and so Caddy, refuses it when the config is loaded ("x509:
 unsupported elliptic curve")."""
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -193,3 +194,50 @@ def test_restart_after_death_and_reconciliation(caddy_portico, upstream):
     p.start()
     assert p.get("life.test").json["upstream"] == "life"
     assert p.api("GET", "/proxy-manager/health").json["caddy"]["in_sync"] is True
+
+
+def drift_repairs(p):
+    return sum(r.get("msg") == "caddy: the running config is not portico's; loading the stored state"
+               for r in p.log_records())
+
+
+def test_unmanaged_caddy_drift_is_repaired(portico, upstream, tmp_path):
+    """caddy_managed = false: portico drives a Caddy it did not start.  A
+    config edited by hand in that Caddy is replaced by the stored state at
+    start, and portico leaves that Caddy running when it stops."""
+    admin = free_port()
+    p = portico(engine="caddy", settings={"caddy_admin": f"127.0.0.1:{admin}"}, start=False)
+    home = tmp_path / "caddy-home"
+    for sub in ("home", "config", "data"):
+        (home / sub).mkdir(parents=True)
+    config = {"admin": {"listen": f"127.0.0.1:{admin}"}, "apps": {"http": {"servers": {"hand": {
+        "listen": [f"127.0.0.1:{p.http_port}"],
+        "routes": [{"handle": [{"handler": "static_response", "body": "edited by hand"}]}]}}}}}
+    (home / "hand.json").write_text(json.dumps(config))
+    env = dict(os.environ, HOME=str(home / "home"), XDG_CONFIG_HOME=str(home / "config"),
+               XDG_DATA_HOME=str(home / "data"))
+    with open(home / "caddy.log", "wb") as log:
+        caddy = subprocess.Popen(["caddy", "run", "--config", str(home / "hand.json")], stdout=log,
+                                 stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_until(lambda: p.get("any.test").text == "edited by hand", timeout=30, what="the hand-made Caddy")
+        p.start()
+        miss = p.get("any.test")
+        assert (miss.status, miss.error_code) == (404, "ROUTE_NOT_FOUND")
+        assert drift_repairs(p) == 1
+        up = upstream("unmanaged")
+        assert p.put_proxy("u", proxy_body("u.test", up.port)).status == 201
+        assert p.get("u.test").json["upstream"] == "unmanaged"
+        health = p.api("GET", "/proxy-manager/health").json["caddy"]
+        assert health["managed"] is False and health["pid"] is None and health["admin_reachable"] is True
+
+        # A restart finds the running config equal to the stored state.
+        p.restart()
+        assert drift_repairs(p) == 1
+        assert p.get("u.test").json["upstream"] == "unmanaged"
+        p.stop()
+        assert caddy.poll() is None  # not portico's to stop
+        assert p.get("u.test").json["upstream"] == "unmanaged"
+    finally:
+        caddy.terminate()
+        caddy.wait(timeout=30)
