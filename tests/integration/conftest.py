@@ -102,6 +102,9 @@ class Portico:
         }
         if engine == "nginx":
             self.settings["nginx_managed"] = "true"
+        if engine == "caddy":
+            self.settings["caddy_managed"] = "true"
+            self.settings["caddy_admin"] = f"127.0.0.1:{free_port()}"
         self.settings.update(settings or {})
         self.env = dict(os.environ)
         self.env.update(env or {})

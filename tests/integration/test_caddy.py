@@ -25,9 +25,9 @@ from conftest import free_port, proxy_body, wait_until
 
 @pytest.fixture
 def caddy_portico(portico):
-    def make(**extra):
-        settings = {"caddy_managed": "true", "caddy_admin": f"127.0.0.1:{free_port()}"}
-        settings.update(extra)
+    """portico with engine caddy: the harness makes it caddy_managed with
+    an admin port of its own."""
+    def make(**settings):
         return portico(engine="caddy", settings=settings)
     return make
 
@@ -206,7 +206,8 @@ def test_unmanaged_caddy_drift_is_repaired(portico, upstream, tmp_path):
     config edited by hand in that Caddy is replaced by the stored state at
     start, and portico leaves that Caddy running when it stops."""
     admin = free_port()
-    p = portico(engine="caddy", settings={"caddy_admin": f"127.0.0.1:{admin}"}, start=False)
+    p = portico(engine="caddy", settings={"caddy_admin": f"127.0.0.1:{admin}", "caddy_managed": "false"},
+                start=False)
     home = tmp_path / "caddy-home"
     for sub in ("home", "config", "data"):
         (home / sub).mkdir(parents=True)
