@@ -60,6 +60,10 @@ typedef struct caddy {
     char *webroot;
     bool managed;
     char *loaded; /* the config Caddy runs, as last loaded by us */
+    /* Held from a load to the config file's rewrite, and by a restart
+     * reading that file, so that a Caddy restarted in between never comes
+     * back with a config older than the one the store will commit. */
+    pthread_mutex_t config_lock;
 
     pthread_mutex_t lock; /* everything below */
     char version[64];
@@ -347,7 +351,10 @@ static void *supervise(void *arg)
             break;
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
         pid_t fresh = 0;
-        if (spawn_caddy(c, &fresh) != 0)
+        pthread_mutex_lock(&c->config_lock);
+        int rc = spawn_caddy(c, &fresh);
+        pthread_mutex_unlock(&c->config_lock);
+        if (rc != 0)
             continue;
         started = ptc_mono_ms();
         pthread_mutex_lock(&c->lock);
@@ -357,8 +364,14 @@ static void *supervise(void *arg)
         pthread_mutex_unlock(&c->lock);
         if (stopping)
             kill(-fresh, SIGTERM);
-        else if (wait_ready(c, fresh, READY_TIMEOUT_MS))
+        else if (wait_ready(c, fresh, READY_TIMEOUT_MS)) {
+            /* It read the config file: the last good config, which is
+             * what the store holds, even after a failed rollback. */
+            pthread_mutex_lock(&c->lock);
+            c->in_sync = true;
+            pthread_mutex_unlock(&c->lock);
             ptc_log_info("caddy restarted with the last loaded config", PTC_LI("pid", fresh));
+        }
     }
     return NULL;
 }
@@ -485,12 +498,14 @@ static void caddy_apply(ptc_engine *e, const ptc_apply_request *req, ptc_apply_r
     char *next = render(c, req->next);
     char why[512] = "", back[512] = "";
 
+    pthread_mutex_lock(&c->config_lock);
     if (load(c, next, false, why, sizeof(why)) != 0) {
         free(next);
         bool restored = c->loaded && load(c, c->loaded, true, back, sizeof(back)) == 0;
         pthread_mutex_lock(&c->lock);
         c->in_sync = restored;
         pthread_mutex_unlock(&c->lock);
+        pthread_mutex_unlock(&c->config_lock);
         if (!restored)
             ptc_log_error("caddy: the previous config could not be loaded back", PTC_LS("error", back));
         res->code = "CADDY_LOAD_FAILED";
@@ -506,6 +521,7 @@ static void caddy_apply(ptc_engine *e, const ptc_apply_request *req, ptc_apply_r
     int64_t loaded_at = ptc_mono_ms();
     size_t bytes = strlen(next);
     remember(c, next);
+    pthread_mutex_unlock(&c->config_lock);
     pthread_mutex_lock(&c->lock);
     c->in_sync = true;
     pthread_mutex_unlock(&c->lock);
@@ -636,6 +652,7 @@ static void caddy_destroy(ptc_engine *e)
         waitpid(c->pid, NULL, 0);
     }
     pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->config_lock);
     pthread_cond_destroy(&c->wake);
     free(c->loaded);
     free(c->admin_base);
@@ -682,6 +699,7 @@ ptc_engine *ptc_engine_caddy_create(const ptc_settings *s, char *err, size_t err
 
     c->settings = s;
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->config_lock, NULL);
     pthread_cond_init(&c->wake, NULL);
     c->managed = ptc_settings_bool(s, PTC_SET_CADDY_MANAGED);
     if (ptc_parse_addr(admin, host, sizeof(host), &port) != 0) {
