@@ -129,6 +129,9 @@ void ptc_api_dns_stop(ptc_api *api);
 /* Rebuilds the zone from the store's records and the committed state and
  * publishes it; called after every change to either. */
 void ptc_api_dns_refresh(ptc_api *api);
+/* The "dns" check of the health endpoint (zone, serial, names, whether
+ * the responder listens), or NULL when there is no zone. */
+json_t *ptc_api_dns_status(ptc_api *api);
 
 /* ---- handlers (one file per resource) ---- */
 void ptc_api_proxies_list(ptc_call *c);

@@ -104,6 +104,24 @@ out:
     ptc_state_release(s);
 }
 
+json_t *ptc_api_dns_status(ptc_api *api)
+{
+    size_t n = 0;
+    uint32_t serial = 0;
+    if (api->dns_zone_name == NULL)
+        return NULL;
+    pthread_mutex_lock(&api->dns_lock);
+    if (api->dns_zone) {
+        ptc_dns_zone_entries(api->dns_zone, &n);
+        serial = ptc_dns_zone_serial(api->dns_zone);
+    }
+    bool ok = api->dns_zone != NULL;
+    pthread_mutex_unlock(&api->dns_lock);
+    const char *listen = ptc_settings_get(api->settings, PTC_SET_DNS_LISTEN);
+    return json_pack("{s:b, s:s, s:I, s:I, s:s?}", "ok", ok, "zone", api->dns_zone_name, "serial",
+                     (json_int_t)serial, "records", (json_int_t)n, "listen", api->dns_server ? listen : NULL);
+}
+
 /* The zone answered now (retained), or NULL after answering 409. */
 static ptc_dns_zone *zone_or_answer(ptc_call *c)
 {

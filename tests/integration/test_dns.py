@@ -114,6 +114,11 @@ def test_records_api_and_zone_file(dns_portico):
     assert dig(p.dns_port, f"a.{ZONE}", "AAAA").answers == []
     assert dig(p.dns_port, f"a.{ZONE}", "A").answers == [(f"a.{ZONE}.", "A", "192.0.2.1")]
 
+    check = p.api("GET", "/proxy-manager/health").json["checks"]["dns"]
+    assert check["ok"] is True and check["zone"] == ZONE and check["records"] == 2
+    assert check["listen"] == f"127.0.0.1:{p.dns_port}"
+    assert check["serial"] == int(dig(p.dns_port, ZONE, "SOA").answers[0][2].split()[2])
+
     # Records live in the store: a restart serves them again.
     p.restart()
     assert dig(p.dns_port, f"a.{ZONE}", "A").answers == [(f"a.{ZONE}.", "A", "192.0.2.1")]
