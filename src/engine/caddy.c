@@ -89,14 +89,27 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
-/* One admin call.  Returns 0 with *status and out, or -EIO when no answer
- * came (why in out).  Blocks at most timeout_ms. */
+/* Transport failures worth another try: Caddy replaces its admin server
+ * on every load (the new one takes over the listener, the old one shuts
+ * down), so a call right after a load can land on the server going away
+ * and see its connection closed. */
+static bool transient(CURLcode cr)
+{
+    return cr == CURLE_COULDNT_CONNECT || cr == CURLE_GOT_NOTHING || cr == CURLE_RECV_ERROR ||
+           cr == CURLE_SEND_ERROR;
+}
+
+/* One admin call, tried again on a transient failure while time is left
+ * (every call here is idempotent: a GET, or a /load of a whole config).
+ * Returns 0 with *status and out, or -EIO when no answer came (why in
+ * out).  Blocks at most about timeout_ms. */
 static int admin_call(const caddy *c, const char *method, const char *path, const char *body, long timeout_ms,
                       long *status, ptc_buf *out)
 {
     char *url = ptc_xasprintf("%s%s", c->admin_base, path);
     struct curl_slist *h = NULL;
-    CURL *cu = curl_easy_init();
+    int64_t deadline = ptc_mono_ms() + timeout_ms;
+    CURLcode cr = CURLE_OK;
     int rc = 0;
 
     *status = 0;
@@ -105,26 +118,35 @@ static int admin_call(const caddy *c, const char *method, const char *path, cons
     h = curl_slist_append(h, "Cache-Control: must-revalidate");
     if (body)
         h = curl_slist_append(h, "Content-Type: application/json");
-    curl_easy_setopt(cu, CURLOPT_URL, url);
-    curl_easy_setopt(cu, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(cu, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(cu, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(cu, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(cu, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(cu, CURLOPT_WRITEDATA, out);
-    if (body)
-        curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body);
-    CURLcode cr = curl_easy_perform(cu);
+    for (int attempt = 0;; attempt++) {
+        CURL *cu = curl_easy_init();
+        int64_t left = deadline - ptc_mono_ms();
+        ptc_buf_reset(out);
+        curl_easy_setopt(cu, CURLOPT_URL, url);
+        curl_easy_setopt(cu, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(cu, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(cu, CURLOPT_TIMEOUT_MS, (long)(left > 1 ? left : 1));
+        curl_easy_setopt(cu, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(cu, CURLOPT_NOPROXY, "*");
+        curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(cu, CURLOPT_WRITEDATA, out);
+        if (body)
+            curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body);
+        cr = curl_easy_perform(cu);
+        if (cr == CURLE_OK)
+            curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, status);
+        curl_easy_cleanup(cu);
+        unsigned pause = 25u << (attempt < 5 ? attempt : 5);
+        if (cr == CURLE_OK || !transient(cr) || ptc_mono_ms() + pause >= deadline)
+            break;
+        usleep(pause * 1000);
+    }
     if (cr != CURLE_OK) {
         ptc_buf_reset(out);
         ptc_buf_appendf(out, "Caddy's admin API at %s did not answer: %s", c->admin_base,
                         curl_easy_strerror(cr));
         rc = -EIO;
-    } else {
-        curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, status);
     }
-    curl_easy_cleanup(cu);
     curl_slist_free_all(h);
     free(url);
     return rc;
