@@ -14,6 +14,8 @@
 #include "testlib.h"
 
 #include <arpa/inet.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -23,6 +25,20 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* Removes the test's temporary folder and everything in it. */
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static const ptc_proxy_defaults defs = {"/health", 1000, 5000};
 
@@ -344,6 +360,7 @@ out:
     ptc_settings_free(s);
     for (size_t i = 0; i < PTC_ARRAY_LEN(flags); i++)
         free(flags[i]);
+    rm_rf(dir);
 }
 
 static void test_unreachable_admin(void)
@@ -374,6 +391,7 @@ static void test_unreachable_admin(void)
     ptc_settings_free(s);
     for (size_t i = 0; i < PTC_ARRAY_LEN(flags); i++)
         free(flags[i]);
+    rm_rf(dir);
 }
 
 int main(void)

@@ -9,6 +9,8 @@
 #include "testlib.h"
 
 #include <errno.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -17,6 +19,21 @@
 
 /* A block of n consecutive ports that nothing holds right now, below the
  * ephemeral range so that other tests' client sockets do not wander in. */
+
+/* Removes the test's temporary folder and everything in it. */
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static unsigned free_block(unsigned n)
 {
     for (unsigned lo = 21000; lo + n < 32000; lo += n) {
@@ -119,6 +136,7 @@ static void test_allocate_skip_exhaust_release(void)
     close(busy);
     ptc_ports_free(p);
     ptc_store_close(st);
+    rm_rf(dir);
 }
 
 static void test_bad_settings(void)
@@ -210,6 +228,7 @@ static void test_concurrent_two_nodes(void)
         ptc_ports_free(ports[i]);
         ptc_store_close(stores[i]);
     }
+    rm_rf(dir);
 }
 
 int main(void)
