@@ -35,6 +35,8 @@ static void publish(ptc_api *api, const ptc_state *next)
     api->state = ptc_state_retain(next);
     pthread_mutex_unlock(&api->state_lock);
     ptc_state_release(old);
+    /* Proxies with dns: true are names in the zone. */
+    ptc_api_dns_refresh(api);
 }
 
 static void engine_apply(ptc_api *api, const ptc_state *from, const ptc_state *to, const ptc_change *chg,
@@ -90,7 +92,6 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
         goto out;
     }
 
-    bool makes_revision = chg->commit == NULL || chg->revision;
     rc = chg->commit ? chg->commit(c, cur, next, rev, chg->arg) : commit_proxies(c, cur, next, rev, chg);
     if (rc != 0) {
         /* The engine serves next but the store still says cur: put the
@@ -108,7 +109,8 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
         ptc_api_audit_failure(c, chg->action, chg->droplet, chg->domain);
         goto out;
     }
-    if (makes_revision)
+    bool revisioned = chg->commit == NULL || chg->commits_revision;
+    if (revisioned)
         ((ptc_state *)next)->revision = rev;
     else
         ((ptc_state *)next)->revision = cur->revision;
@@ -116,12 +118,12 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
     ptc_api_ssl_changed(api);
 
     *report = res.report ? json_incref(res.report) : json_object();
-    if (makes_revision)
+    if (revisioned)
         json_object_set_new(*report, "revision", json_integer(rev));
     *next_out = ptc_state_retain(next);
     status = PTC_APPLY_DONE;
     char detail[200];
-    if (makes_revision)
+    if (revisioned)
         snprintf(detail, sizeof(detail), "%s; revision %lld", chg->summary, (long long)rev);
     else
         snprintf(detail, sizeof(detail), "%s", chg->summary);

@@ -259,7 +259,7 @@ static const ptc_state *build_ssl(ptc_call *c, const ptc_state *cur, int64_t rev
     }
     /* Only a route change is a revision; a certificate alone is not (as
      * for uploads). */
-    a->chg->revision = a->proxy_changed;
+    a->chg->commits_revision = a->proxy_changed;
     if (a->cert) {
         const ptc_cert *old = ptc_state_cert(cur, req->domain);
         a->old = old ? ptc_cert_retain(old) : NULL;

@@ -104,10 +104,11 @@ class Portico:
         }
         if engine == "nginx":
             self.settings["nginx_managed"] = "true"
+        if engine == "caddy":
+            self.settings["caddy_managed"] = "true"
+            self.settings["caddy_admin"] = f"127.0.0.1:{free_port()}"
         self.settings.update(settings or {})
-        # PORTICO_* variables are settings to portico, which refuses unknown
-        # ones: the two that tell the tests where things are stay here.
-        self.env = {k: v for k, v in os.environ.items() if k not in ("PORTICO_BIN", "PORTICO_SOURCE_DIR")}
+        self.env = dict(os.environ)
         self.env.update(env or {})
         self.log_path = self.dir / "portico.log"
         self.proc = None
