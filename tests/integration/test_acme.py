@@ -1,5 +1,6 @@
 """Certificates from a real ACME CA (Pebble): POST /proxies/{name}/ssl on
-every engine with portico's own client and with certbot, the HTTPS route
+every engine (builtin, nginx, caddy) with portico's own client and with
+certbot (nginx), the HTTPS route
 that results (verified against Pebble's root, with SNI) and the 301 from
 HTTP; renewal by the scheduler while a TLS connection stays open; and the
 failures, after which nothing has changed."""
@@ -154,6 +155,13 @@ def test_nginx_engine_builtin_client(portico, upstream, pebble):
     # The challenge file is gone from the webroot.
     well_known = p.state_dir / "acme-webroot" / ".well-known" / "acme-challenge"
     assert not well_known.exists() or list(well_known.iterdir()) == []
+
+
+def test_caddy_engine_builtin_client(portico, upstream, pebble):
+    p, ca = start_with_ca(portico, pebble, engine="caddy")
+    up = upstream()
+    assert p.put_proxy("orders", proxy_body(DOMAIN, up.port)).status == 201
+    check_issued_and_served(p, ca, up, "acme")
 
 
 def test_renewal_keeps_connections(portico, upstream, pebble):
