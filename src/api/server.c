@@ -521,14 +521,16 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
         goto fail;
     api->state = state;
     state = NULL;
-    if ((rc = ptc_api_ssl_start(api)) != 0) {
-        snprintf(err, errlen, "cannot start the certificate renewal scheduler (%s)", strerror(-rc));
-        goto fail;
-    }
     api->ports = ptc_ports_new(store, ptc_settings_get(s, PTC_SET_PORT_RANGE),
                                ptc_settings_get(s, PTC_SET_RESERVED_PORTS), err, errlen);
     if (api->ports == NULL || ptc_api_dns_start(api, err, errlen) != 0)
         goto fail;
+    /* Last before listening: a renewal due now applies at once, and an
+     * apply needs everything above. */
+    if ((rc = ptc_api_ssl_start(api)) != 0) {
+        snprintf(err, errlen, "cannot start the certificate renewal scheduler (%s)", strerror(-rc));
+        goto fail;
+    }
 
     api->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG |
