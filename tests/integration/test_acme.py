@@ -1,19 +1,17 @@
 """Certificates from a real ACME CA (Pebble): POST /proxies/{name}/ssl on
 every engine (builtin, nginx, caddy) with portico's own client and with
-certbot (nginx), the HTTPS route
-that results (verified against Pebble's root, with SNI) and the 301 from
-HTTP; renewal by the scheduler while a TLS connection stays open; and the
-failures, after which nothing has changed."""
+certbot (nginx), the HTTPS route that results (verified against Pebble's
+root, with SNI) and the 301 from HTTP; renewal by the scheduler while a TLS
+connection stays open; and the failures, after which nothing has changed."""
 
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import time
 
-import pytest
-
-from conftest import BIN, http_request, proxy_body, wait_until
+from conftest import BIN, free_port, proxy_body, wait_until
 from pebble import https_connection, pebble, served_fingerprint  # noqa: F401  (pebble is a fixture)
 
 DOMAIN = "orders.example.com"
@@ -27,6 +25,11 @@ def start_with_ca(portico, pebble, engine="builtin", settings=None, validity=Non
     p.settings.update(settings or {})
     p.start()
     return p, ca
+
+
+def account_key(db):
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        return c.execute("SELECT value FROM kv WHERE key = 'acme.account_key'").fetchone()[0]
 
 
 def audit(p, **match):
@@ -114,9 +117,18 @@ def test_builtin_engine_builtin_client(portico, upstream, pebble):
     assert health["ssl"]["renewal"]["failing"] == []
     assert health["ssl"]["renewal"]["next"]["domain"] == DOMAIN
 
-    # The account key is in the store, not in any answer or log line.
-    log = p.read_log()
-    assert "PRIVATE KEY" not in log
+    # The account key is in the store (0600), not in any answer or log
+    # line, and the same key is used after a restart.
+    assert "PRIVATE KEY" not in p.read_log()
+    db = p.state_dir / "portico.db"
+    assert os.stat(db).st_mode & 0o077 == 0
+    key = account_key(db)
+    assert key.startswith("-----BEGIN PRIVATE KEY-----")
+    p.restart()
+    assert get_over_https(p, root)[0] == 200  # the certificate came back from the store
+    r3 = p.api("POST", "/proxies/orders/ssl", body={"force_renew": True}, timeout=180)
+    assert r3.status == 200 and r3.json["issued"] is True
+    assert account_key(db) == key
 
 
 def test_enable_ssl_already_set(portico, upstream, pebble):
@@ -251,9 +263,7 @@ def test_ca_unreachable(portico, upstream, pebble):
 def test_challenge_unreachable(portico, upstream, pebble):
     # Pebble validates on a port where nothing listens.
     p = portico(start=False)
-    import conftest
-
-    ca = pebble(conftest.free_port())
+    ca = pebble(free_port())
     p.settings.update(ca.settings())
     p.start()
     up = upstream()
@@ -269,9 +279,7 @@ def test_challenge_unreachable(portico, upstream, pebble):
 
 def test_certbot_failure_reports_its_output(portico, upstream, pebble):
     p = portico(engine="nginx", start=False)
-    import conftest
-
-    ca = pebble(conftest.free_port())
+    ca = pebble(free_port())
     p.settings.update(ca.settings())
     p.settings["acme_client"] = "certbot"
     p.start()
