@@ -57,7 +57,9 @@ typedef struct ptc_engine_ops {
     json_t *(*status)(ptc_engine *e, ptc_health_level *level);
     /* HTTP-01: serve key_authorization at /.well-known/acme-challenge/token
      * on every domain until cleared.  Returns 0 or -errno.  NULL when the
-     * engine cannot answer challenges. */
+     * engine cannot answer challenges.  Called from the issuing thread
+     * without the apply lock (issuance takes seconds), so they may run
+     * concurrently with apply() and with each other. */
     int (*set_challenge)(ptc_engine *e, const char *token, const char *key_authorization);
     void (*clear_challenge)(ptc_engine *e, const char *token);
     /* Appends the engine's metrics in Prometheus text format (NULL when the
