@@ -321,6 +321,19 @@ def test_requests_refused(portico, upstream):
     assert len(audit(p, action="proxy.ssl", result="failure")) == 8
 
 
+def test_certbot_needs_a_webroot_engine(portico, upstream):
+    # certbot answers HTTP-01 from acme_webroot, which the builtin engine
+    # does not serve: refused before certbot runs, nothing changed.
+    p = portico(settings={"acme_client": "certbot", "certbot_bin": "/nonexistent/certbot"})
+    up = upstream()
+    assert p.put_proxy("orders", proxy_body(DOMAIN, up.port)).status == 201
+    r = p.api("POST", "/proxies/orders/ssl", body={})
+    assert r.status == 500 and r.error_code == "SSL_ISSUANCE_FAILED", r
+    assert r.json["error"]["details"]["stage"] == "certbot"
+    assert "acme_webroot" in r.json["error"]["message"]
+    assert_nothing_changed(p)
+
+
 def test_cli(portico, upstream, pebble):
     p, ca = start_with_ca(portico, pebble)
     up = upstream()
