@@ -35,8 +35,8 @@ typedef struct ptc_api_ssl ptc_api_ssl;
 
 struct ptc_api_ssl {
     pthread_mutex_t lock;
-    pthread_cond_t done;  /* an issuance ended */
-    char **issuing;       /* domains with an issuance in progress */
+    pthread_cond_t done; /* an issuance ended */
+    char **issuing;      /* domains with an issuance in progress */
     size_t n_issuing, cap;
     atomic_bool stopping; /* shutdown: issuances in progress give up */
     ptc_renewer *renewer;
@@ -131,10 +131,11 @@ static int issue(ptc_api *api, const char *domain, const char *email, bool renew
         /* certbot answers HTTP-01 by writing files under acme_webroot; the
          * builtin engine serves challenges from memory, not that folder. */
         if (strcmp(api->engine->ops->name, "builtin") == 0)
-            return fail_early(f, -EOPNOTSUPP, "certbot",
-                              "acme_client = certbot needs an engine that serves acme_webroot (nginx); the %s engine "
-                              "answers challenges only for acme_client = builtin",
-                              api->engine->ops->name);
+            return fail_early(
+                f, -EOPNOTSUPP, "certbot",
+                "acme_client = certbot needs an engine that serves acme_webroot (nginx); the %s engine "
+                "answers challenges only for acme_client = builtin",
+                api->engine->ops->name);
         ptc_certbot_params p = {
             .bin = ptc_settings_get(s, PTC_SET_CERTBOT_BIN),
             .directory_url = ptc_settings_get(s, PTC_SET_ACME_DIRECTORY),
@@ -154,7 +155,8 @@ static int issue(ptc_api *api, const char *domain, const char *email, bool renew
         return fail_early(f, -EOPNOTSUPP, "challenge", "the %s engine cannot answer HTTP-01 challenges",
                           api->engine->ops->name);
     if ((rc = ptc_acme_account_key(api->store, &account)) != 0)
-        return fail_early(f, rc, "account", "the ACME account key cannot be read or stored: %s", strerror(-rc));
+        return fail_early(f, rc, "account", "the ACME account key cannot be read or stored: %s",
+                          strerror(-rc));
     ptc_acme_params p = {
         .directory_url = ptc_settings_get(s, PTC_SET_ACME_DIRECTORY),
         .ca_bundle = ptc_settings_get(s, PTC_SET_ACME_CA_BUNDLE),
@@ -220,10 +222,10 @@ static bool domain_ok_or_answer(ptc_call *c, const char *domain)
 
 typedef struct ssl_change {
     const issue_req *req;
-    ptc_change *chg;      /* build() says whether the commit makes a revision */
-    ptc_cert *cert;       /* the new certificate, or NULL to only switch the proxy to HTTPS */
-    const ptc_cert *old;  /* build(): what it replaces (retained), for undoing a half commit */
-    bool proxy_changed;   /* build(): the proxy gets enable_ssl */
+    ptc_change *chg;     /* build() says whether the commit makes a revision */
+    ptc_cert *cert;      /* the new certificate, or NULL to only switch the proxy to HTTPS */
+    const ptc_cert *old; /* build(): what it replaces (retained), for undoing a half commit */
+    bool proxy_changed;  /* build(): the proxy gets enable_ssl */
 } ssl_change;
 
 static const ptc_state *build_ssl(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg)
@@ -244,7 +246,8 @@ static const ptc_state *build_ssl(ptc_call *c, const ptc_state *cur, int64_t rev
             return NULL;
         }
         if (strcmp(p->domain, req->domain) != 0) {
-            ptc_call_error(c, 409, "CONFLICT", "the proxy's domain changed while the certificate was issued; retry",
+            ptc_call_error(c, 409, "CONFLICT",
+                           "the proxy's domain changed while the certificate was issued; retry",
                            json_pack("{s:s, s:s}", "domain", p->domain, "certificate_domain", req->domain));
             return NULL;
         }
@@ -256,6 +259,14 @@ static const ptc_state *build_ssl(ptc_call *c, const ptc_state *cur, int64_t rev
             next = ptc_state_put_proxy(cur, np);
             a->proxy_changed = true;
         }
+    }
+    /* Switching to HTTPS with the certificate found earlier: it may have
+     * been deleted since. */
+    if (a->cert == NULL && ptc_state_cert_for(cur, req->domain) == NULL) {
+        ptc_state_release(next);
+        ptc_call_error(c, 409, "CONFLICT", "the certificate was deleted meanwhile; retry",
+                       json_pack("{s:s}", "domain", req->domain));
+        return NULL;
     }
     /* Only a route change is a revision; a certificate alone is not (as
      * for uploads). */
@@ -294,8 +305,9 @@ static int commit_ssl(ptc_call *c, const ptc_state *cur, const ptc_state *next, 
             int undo = a->old ? ptc_store_cert_put(c->api->store, a->old)
                               : ptc_store_cert_delete(c->api->store, a->req->domain);
             if (undo != 0)
-                ptc_log_error("the certificate could not be taken back after a failed commit; restart repairs it",
-                              PTC_LS("domain", a->req->domain));
+                ptc_log_error(
+                    "the certificate could not be taken back after a failed commit; restart repairs it",
+                    PTC_LS("domain", a->req->domain));
         }
     }
     return rc;
@@ -323,6 +335,13 @@ static void apply(ptc_call *c, ssl_change *a, bool issued)
     case PTC_APPLY_UNCHANGED: {
         const ptc_state *s = next ? ptc_state_retain(next) : ptc_api_state(c->api);
         const ptc_cert *cert = a->cert ? a->cert : ptc_state_cert_for(s, req->domain);
+        if (cert == NULL) {
+            /* Unchanged, then deleted before this answer. */
+            ptc_call_error(c, 409, "CONFLICT", "the certificate was deleted meanwhile; retry",
+                           json_pack("{s:s}", "domain", req->domain));
+            ptc_state_release(s);
+            break;
+        }
         json_t *out = ssl_json(cert, issued);
         if (req->proxy)
             json_object_set_new(out, "proxy", json_string(req->proxy));
@@ -360,7 +379,8 @@ static void issue_and_apply(ptc_call *c, const issue_req *req)
     cur = ptc_api_state(api);
     existing = ptc_state_cert_for(cur, req->domain);
     if (req->proxy && ptc_state_proxy(cur, req->proxy) == NULL) {
-        ptc_call_error(c, 404, "PROXY_NOT_FOUND", "no proxy has this name", json_pack("{s:s}", "name", req->proxy));
+        ptc_call_error(c, 404, "PROXY_NOT_FOUND", "no proxy has this name",
+                       json_pack("{s:s}", "name", req->proxy));
         goto fail;
     }
     if (req->renew) {
@@ -420,7 +440,8 @@ static bool read_body(ptc_call *c, json_t *body, bool allow_force, const char **
     const char *k;
     *email = NULL;
     *force = false;
-    json_object_foreach(body, k, v) {
+    json_object_foreach(body, k, v)
+    {
         if (strcmp(k, "email") == 0) {
             const char *why = json_is_string(v) ? ptc_check_email(json_string_value(v)) : "must be a string";
             if (why)
@@ -437,7 +458,8 @@ static bool read_body(ptc_call *c, json_t *body, bool allow_force, const char **
         }
     }
     if (json_object_size(fields) > 0) {
-        ptc_call_error(c, 400, "INVALID_CONFIG", "the request is not valid", json_pack("{s:o}", "fields", fields));
+        ptc_call_error(c, 400, "INVALID_CONFIG", "the request is not valid",
+                       json_pack("{s:o}", "fields", fields));
         return false;
     }
     json_decref(fields);
