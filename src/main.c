@@ -84,6 +84,8 @@ static int serve(int nflags, char **flags)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     ptc_log_info("portico starting", PTC_LS("version", PTC_VERSION), PTC_LS("engine", ptc_settings_get(s, PTC_SET_ENGINE)),
                  PTC_LS("state_dir", ptc_settings_get(s, PTC_SET_STATE_DIR)));
+    if (ptc_api_preflight(s, err, sizeof(err)) != 0)
+        goto out;
     store = ptc_store_open(ptc_settings_get(s, PTC_SET_STORE), ptc_settings_get(s, PTC_SET_STATE_DIR), err, sizeof(err));
     if (store == NULL)
         goto out;

@@ -20,6 +20,11 @@ typedef struct ptc_api ptc_api;
  * err.  Blocks until listening. */
 ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engine, char *err, size_t errlen);
 
+/* Checks the API settings before anything starts: the token settings, and
+ * that a non-loopback api_listen has a token.  Returns 0, or -EINVAL with
+ * the reason in err. */
+int ptc_api_preflight(const ptc_settings *s, char *err, size_t errlen);
+
 /* Stops accepting calls, waits for calls in progress, frees the API. */
 void ptc_api_stop(ptc_api *api);
 

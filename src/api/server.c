@@ -378,6 +378,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
 }
 
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
@@ -429,12 +430,59 @@ static char *load_token(const ptc_settings *s, char *err, size_t errlen)
     return t;
 }
 
+/* Reads api_listen into a socket address; returns 0 or -EINVAL. */
+static int listen_address(const ptc_settings *s, struct sockaddr_storage *sa, bool *loopback, char *err, size_t errlen)
+{
+    char host[256];
+    unsigned port;
+    memset(sa, 0, sizeof(*sa));
+    if (ptc_parse_addr(ptc_settings_get(s, PTC_SET_API_LISTEN), host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "api_listen: not host:port");
+        return -EINVAL;
+    }
+    *loopback = is_loopback(host);
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    if (host[0] == '\0' || inet_pton(AF_INET, host, &((struct sockaddr_in *)sa)->sin_addr) == 1) {
+        struct sockaddr_in *a = (struct sockaddr_in *)sa;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+    } else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)sa)->sin6_addr) == 1) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)sa;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+    } else {
+        snprintf(err, errlen, "api_listen: %s is not an IP address", host);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int ptc_api_preflight(const ptc_settings *s, char *err, size_t errlen)
+{
+    struct sockaddr_storage sa;
+    bool loopback;
+    char *token = load_token(s, err, errlen);
+    int rc = 0;
+    if (token == (char *)-1)
+        return -EINVAL;
+    if (listen_address(s, &sa, &loopback, err, errlen) != 0) {
+        rc = -EINVAL;
+    } else if (!loopback && token == NULL) {
+        snprintf(err, errlen,
+                 "api_listen %s is not a loopback address: set api_token (or api_token_file) to expose the API",
+                 ptc_settings_get(s, PTC_SET_API_LISTEN));
+        rc = -EINVAL;
+    }
+    free(token);
+    return rc;
+}
+
 ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engine, char *err, size_t errlen)
 {
     ptc_api *api = ptc_xcalloc(1, sizeof(*api));
-    char host[256];
-    unsigned port;
-    struct sockaddr_storage sa = {0};
+    struct sockaddr_storage sa;
+    bool loopback;
     ptc_state *state = NULL;
     int rc;
 
@@ -449,30 +497,8 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
         api->token = NULL;
         goto fail;
     }
-    if (ptc_parse_addr(ptc_settings_get(s, PTC_SET_API_LISTEN), host, sizeof(host), &port) != 0) {
-        snprintf(err, errlen, "api_listen: not host:port");
+    if (ptc_api_preflight(s, err, errlen) != 0 || listen_address(s, &sa, &loopback, err, errlen) != 0)
         goto fail;
-    }
-    if (!is_loopback(host) && api->token == NULL) {
-        snprintf(err, errlen,
-                 "api_listen %s is not a loopback address: set api_token (or api_token_file) to expose the API",
-                 ptc_settings_get(s, PTC_SET_API_LISTEN));
-        goto fail;
-    }
-    if (strcmp(host, "localhost") == 0)
-        snprintf(host, sizeof(host), "127.0.0.1");
-    if (host[0] == '\0' || inet_pton(AF_INET, host, &((struct sockaddr_in *)&sa)->sin_addr) == 1) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&sa;
-        a->sin_family = AF_INET;
-        a->sin_port = htons((uint16_t)port);
-    } else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&sa)->sin6_addr) == 1) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&sa;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons((uint16_t)port);
-    } else {
-        snprintf(err, errlen, "api_listen: %s is not an IP address", host);
-        goto fail;
-    }
 
     if ((rc = ptc_store_load_state(store, &state)) != 0) {
         snprintf(err, errlen, "store: cannot load the desired state (%s)", strerror(-rc));
