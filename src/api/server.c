@@ -35,6 +35,8 @@ static const route routes[] = {
     {"GET", "/certificates/{}", ptc_api_cert_get, false},
     {"PUT", "/certificates/{}", ptc_api_cert_put, false},
     {"DELETE", "/certificates/{}", ptc_api_cert_delete, false},
+    {"GET", "/proxy-manager/sync-from-registry", ptc_api_registry_sync, false},
+    {"GET", "/metrics", ptc_api_metrics, false},
 };
 
 /* Per-request state kept by libmicrohttpd between handler calls. */
@@ -508,6 +510,9 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
         goto fail;
     api->state = state;
     state = NULL;
+    if ((rc = ptc_api_checks_start(api, api->state, err, errlen)) != 0 ||
+        (rc = ptc_api_sync_start(api, err, errlen)) != 0)
+        goto fail;
 
     api->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG |
@@ -535,8 +540,12 @@ void ptc_api_stop(ptc_api *api)
 {
     if (api == NULL)
         return;
+    /* The periodic sync may be applying: it ends before the checks it
+     * feeds, and both before the state goes. */
+    ptc_api_sync_stop(api);
     if (api->daemon)
         MHD_stop_daemon(api->daemon);
+    ptc_api_checks_stop(api);
     ptc_state_release(api->state);
     free(api->token);
     pthread_mutex_destroy(&api->apply_lock);

@@ -44,7 +44,19 @@ static bool valid_base_url(const char *url)
     return true;
 }
 
-int ptc_registry_fetch(const char *base_url, long timeout_ms, ptc_buf *body, char *err, size_t errlen)
+/* Progress callback: a non-zero answer aborts the transfer. */
+static int cancelled(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    const atomic_bool *cancel = arg;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return cancel && atomic_load(cancel) ? 1 : 0;
+}
+
+int ptc_registry_fetch(const char *base_url, long timeout_ms, const atomic_bool *cancel, ptc_buf *body,
+                       char *err, size_t errlen)
 {
     char errbuf[CURL_ERROR_SIZE] = "";
     sink s = {body, false};
@@ -79,11 +91,19 @@ int ptc_registry_fetch(const char *base_url, long timeout_ms, ptc_buf *body, cha
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    if (cancel) {
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, cancelled);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)cancel);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    }
     CURLcode cr = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     if (s.too_big || cr == CURLE_FILESIZE_EXCEEDED) {
         snprintf(err, errlen, "the answer is larger than %u bytes", PTC_REGISTRY_BODY_MAX);
         rc = -EFBIG;
+    } else if (cr == CURLE_ABORTED_BY_CALLBACK) {
+        snprintf(err, errlen, "cancelled: portico is stopping");
+        rc = -ECANCELED;
     } else if (cr == CURLE_OPERATION_TIMEDOUT) {
         snprintf(err, errlen, "no complete answer within %ld ms", timeout_ms);
         rc = -ETIMEDOUT;

@@ -25,6 +25,7 @@
 #include "model/state.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,8 +38,10 @@
  * waiting at most timeout_ms in all and reading at most
  * PTC_REGISTRY_BODY_MAX bytes into body.  Returns 0 for a 200 answer, or
  * -EINVAL (bad URL), -ETIMEDOUT, -EFBIG, -EPROTO (another status), -EIO
- * (connection failed), with the cause in err.  Blocks. */
-int ptc_registry_fetch(const char *base_url, long timeout_ms, ptc_buf *body, char *err, size_t errlen);
+ * (connection failed), -ECANCELED (*cancel became true; NULL: never),
+ * with the cause in err.  Blocks. */
+int ptc_registry_fetch(const char *base_url, long timeout_ms, const atomic_bool *cancel, ptc_buf *body,
+                       char *err, size_t errlen);
 
 /* A droplet that passed validation. */
 typedef struct ptc_droplet {
