@@ -926,6 +926,13 @@ ptc_health *ptc_health_create(const ptc_health_config *cfg, const ptc_health_lis
 
 int ptc_health_start(ptc_health *h)
 {
+    /* What the first follow found (saved unhealthy addresses) reaches the
+     * listener before start returns: no thread can deliver out of order
+     * yet, and the engine closes those addresses before serving a call. */
+    pthread_mutex_lock(&h->lock);
+    event *evs = take_events(h);
+    pthread_mutex_unlock(&h->lock);
+    deliver(h, evs);
     int rc = pthread_create(&h->thread, NULL, run, h);
     if (rc != 0)
         return -rc;

@@ -104,7 +104,9 @@ typedef struct ptc_health_stats {
 /* A checker with no targets and no thread yet.  The listener is copied.
  * Caller frees with ptc_health_destroy. */
 ptc_health *ptc_health_create(const ptc_health_config *cfg, const ptc_health_listener *listener);
-/* Starts the checker's thread.  Returns 0 or -errno. */
+/* Delivers what is pending (the saved verdicts of the first follow) on the
+ * calling thread, then starts the checker's thread.  Returns 0 or
+ * -errno. */
 int ptc_health_start(ptc_health *h);
 /* Stops the thread (checks in flight are abandoned) and frees everything.
  * Blocks until the thread has ended.  NULL is ignored. */
