@@ -1,28 +1,56 @@
-/* Active health checks on one curl multi handle (see health.h).
+/* Active health checks on one epoll thread (see health.h).
  *
- * Ownership: targets, addresses and the heap belong to the checker and are
- * guarded by h->lock; the curl handles belong to the checker's thread
- * alone.  A target is always in exactly one of three places: the heap
- * (waiting for its next check), in flight (a transfer carries it), or
- * freed.  A target removed while in flight is unlinked at once and freed
- * when its transfer ends.  Events are queued under the lock and delivered
- * by the checker's thread only, so the listener sees them in order. */
+ * The transport is a small HTTP/1.1 client of its own rather than libcurl:
+ * curl's connection cache costs time in proportion to the connections it
+ * holds on every transfer, which at 10,000 kept-alive upstreams is most of
+ * a core; here a check on a kept-alive connection is one send and one or
+ * two reads.  Each target keeps its own connection (within a descriptor
+ * budget); the response is read by hc_reader.h.  Host names are resolved
+ * by a resolver thread with a small cache, so that a slow DNS server never
+ * holds up the checks of other targets.
+ *
+ * Ownership: targets, addresses, slots and the heap belong to the checker
+ * and are guarded by h->lock; socket I/O happens on the checker's thread
+ * only (under the lock: the API's readers wait at most for one batch of
+ * events).  A target is always in exactly one of three places: the heap
+ * (waiting for its next check), a slot (in flight), or the graveyard (no
+ * proxy uses it; the checker's thread closes and frees it after handling
+ * the current batch of events, so no event can name a freed target).
+ * Events are queued under the lock and delivered by the checker's thread
+ * only, so the listener sees them in order. */
 #include "discovery/health.h"
 
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/util.h"
+#include "discovery/hc_reader.h"
 #include "model/validate.h"
 
-#include <curl/curl.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#define BODY_MAX 65536
+#define EVENTS_MAX 256
+/* Checks start up to this early, so that a wake-up starts several. */
+#define BATCH_MS 20
+#define READ_CHUNK 16384
+/* Resolved names are kept this long; failures for less. */
+#define DNS_TTL_MS 30000
+#define DNS_NEGATIVE_TTL_MS 5000
+#define DNS_ADDRS_MAX 4
+#define DNS_ENTRIES_MAX 10000
 /* An idle checker still wakes now and then, in case a clock jumped. */
 #define IDLE_WAIT_MS 60000
 /* Saved targets are checked again soon after a restart. */
@@ -95,7 +123,13 @@ typedef struct target {
     char *host;
     unsigned port;
     char *path;
-    char *url;
+    char *request; /* the GET, rendered once */
+    size_t request_len;
+    struct sockaddr_storage sa; /* the address of an IP literal host */
+    socklen_t sa_len;           /* 0: a host name, resolved */
+    int fd;                     /* the kept-alive connection, or -1 */
+    struct slot *slot;          /* the check in flight, or NULL */
+    struct target *grave_next;
     address *addr;
     struct target *addr_next; /* the address's targets */
     struct target *map_next;  /* hash chain */
@@ -106,7 +140,7 @@ typedef struct target {
     ptc_health_view view;
     int64_t due; /* monotonic ms of the next check */
     size_t heap_idx;
-    bool in_flight, removed, reuse;
+    bool removed, reuse;
 } target;
 
 struct address {
@@ -145,14 +179,37 @@ typedef struct report {
     struct report *next;
 } report;
 
-/* One transfer slot: a reusable easy handle. */
+typedef enum phase { P_RESOLVE, P_CONNECT, P_SEND, P_READ } phase;
+
+/* One check in flight. */
 typedef struct slot {
-    CURL *easy;
     target *t;
-    size_t body;
-    char errbuf[CURL_ERROR_SIZE];
-    struct slot *next_free;
+    phase ph;
+    int64_t deadline; /* monotonic ms */
+    size_t sent;
+    unsigned addr_idx; /* which address of a resolved name is tried */
+    bool reused;       /* on a kept-alive connection */
+    bool retried;      /* once, when a kept-alive connection turned out closed */
+    ptc_hc_reader rd;
+    struct slot *prev, *next; /* the in-flight list, or the free list (next) */
 } slot;
+
+typedef struct heap_entry {
+    int64_t due;
+    target *t;
+} heap_entry;
+
+/* A resolved host name. */
+typedef struct dns_entry {
+    char *name;
+    bool pending;
+    int err; /* getaddrinfo's code, 0 when resolved */
+    struct sockaddr_storage addrs[DNS_ADDRS_MAX];
+    socklen_t lens[DNS_ADDRS_MAX];
+    unsigned n;
+    int64_t expires;
+    struct dns_entry *map_next, *queue_next;
+} dns_entry;
 
 typedef struct saved {
     char *key;
@@ -168,18 +225,24 @@ struct ptc_health {
     ptc_health_listener listener;
     unsigned max_in_flight;
     size_t reuse_budget, n_reusable;
-    CURLM *multi;
+    int ep, wake_fd;
     map targets, addresses;
-    target **heap;
+    heap_entry *heap;
     size_t heap_n, heap_cap;
-    size_t in_flight;
+    size_t in_flight, resolving;
     slot *slots; /* max_in_flight of them */
-    slot *free_slots;
+    slot *free_slots, *flying;
+    target *graveyard;
+    char *rbuf; /* READ_CHUNK bytes, the checker thread's */
+    pthread_t resolver;
+    bool resolver_started;
+    pthread_cond_t dns_cond;
+    map dns;
+    dns_entry *dns_queue;
     event *ev_head, *ev_tail;
     report *reports;
     const ptc_state *followed;
     map saved; /* saved states waiting for the first follow */
-    bool maxconnects_dirty;
     ptc_health_stats stats;
 };
 
@@ -223,6 +286,15 @@ static void **saved_next(void *e)
 {
     return (void **)&((saved *)e)->map_next;
 }
+static const char *dns_key(const void *e)
+{
+    return ((const dns_entry *)e)->name;
+}
+static void **dns_next(void *e)
+{
+    return (void **)&((dns_entry *)e)->map_next;
+}
+static const map_ops dns_ops = {dns_key, dns_next};
 static const map_ops target_ops = {target_key, target_next};
 static const map_ops address_ops = {address_key, address_next};
 static const map_ops saved_ops = {saved_key, saved_next};
@@ -273,38 +345,41 @@ static void map_del(map *m, const map_ops *ops, void *e)
     }
 }
 
-/* ---- the timer heap (min by due) ---------------------------------------- */
+/* ---- the timer heap (min by due) ----------------------------------------
+ * Entries carry the due time next to the target, so that sifting through
+ * 10,000 of them compares in the array and touches no target. */
 
-static void heap_swap(ptc_health *h, size_t a, size_t b)
+static void heap_set(ptc_health *h, size_t i, heap_entry e)
 {
-    target *t = h->heap[a];
-    h->heap[a] = h->heap[b];
-    h->heap[b] = t;
-    h->heap[a]->heap_idx = a;
-    h->heap[b]->heap_idx = b;
+    h->heap[i] = e;
+    e.t->heap_idx = i;
 }
 
 static void heap_up(ptc_health *h, size_t i)
 {
-    while (i > 0 && h->heap[(i - 1) / 2]->due > h->heap[i]->due) {
-        heap_swap(h, i, (i - 1) / 2);
+    heap_entry e = h->heap[i];
+    while (i > 0 && h->heap[(i - 1) / 2].due > e.due) {
+        heap_set(h, i, h->heap[(i - 1) / 2]);
         i = (i - 1) / 2;
     }
+    heap_set(h, i, e);
 }
 
 static void heap_down(ptc_health *h, size_t i)
 {
+    heap_entry e = h->heap[i];
     for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < h->heap_n && h->heap[l]->due < h->heap[m]->due)
-            m = l;
-        if (r < h->heap_n && h->heap[r]->due < h->heap[m]->due)
+        size_t l = 2 * i + 1, r = l + 1, m = l;
+        if (l >= h->heap_n)
+            break;
+        if (r < h->heap_n && h->heap[r].due < h->heap[l].due)
             m = r;
-        if (m == i)
-            return;
-        heap_swap(h, i, m);
+        if (h->heap[m].due >= e.due)
+            break;
+        heap_set(h, i, h->heap[m]);
         i = m;
     }
+    heap_set(h, i, e);
 }
 
 static void heap_push(ptc_health *h, target *t)
@@ -313,8 +388,8 @@ static void heap_push(ptc_health *h, target *t)
         h->heap_cap = h->heap_cap ? h->heap_cap * 2 : 256;
         h->heap = ptc_xrealloc(h->heap, h->heap_cap * sizeof(*h->heap));
     }
-    t->heap_idx = h->heap_n;
-    h->heap[h->heap_n++] = t;
+    h->heap[h->heap_n] = (heap_entry){t->due, t};
+    t->heap_idx = h->heap_n++;
     heap_up(h, t->heap_idx);
 }
 
@@ -325,8 +400,7 @@ static void heap_remove(ptc_health *h, target *t)
         return;
     h->heap_n--;
     if (i != h->heap_n) {
-        h->heap[i] = h->heap[h->heap_n];
-        h->heap[i]->heap_idx = i;
+        heap_set(h, i, h->heap[h->heap_n]);
         heap_down(h, i);
         heap_up(h, i);
     }
@@ -338,6 +412,7 @@ static void heap_fix(ptc_health *h, target *t)
 {
     if (t->heap_idx == SIZE_MAX)
         return;
+    h->heap[t->heap_idx].due = t->due;
     heap_down(h, t->heap_idx);
     heap_up(h, t->heap_idx);
 }
@@ -449,6 +524,13 @@ static void set_error(target *t, const char *msg)
     snprintf(t->view.last_error, sizeof(t->view.last_error), "%s", msg);
 }
 
+static void wake(ptc_health *h)
+{
+    uint64_t one = 1;
+    if (write(h->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        ptc_log_error("health checks: cannot wake the checker", PTC_LS("error", strerror(errno)));
+}
+
 /* ---- targets and members -------------------------------------------------- */
 
 static void make_key(char *out, size_t len, const char *host, unsigned port, const char *path)
@@ -496,15 +578,29 @@ static target *target_new(ptc_health *h, const char *key, const char *host, unsi
     t->host = ptc_xstrdup(host);
     t->port = port;
     t->path = ptc_xstrdup(path);
-    t->url = ptc_xasprintf("http://%s%s%s:%u%s", v6 ? "[" : "", host, v6 ? "]" : "", port, path);
+    t->fd = -1;
     t->heap_idx = SIZE_MAX;
     /* Only as many targets as the descriptor budget allows keep their
-     * connection: curl's cache evicts the least recently used one, which
-     * for a round of checks longer than the cache is every one of them. */
+     * connection; the others open one per check and close it. */
     t->reuse = h->n_reusable < h->reuse_budget;
     if (t->reuse)
         h->n_reusable++;
-    h->maxconnects_dirty = true;
+    t->request = ptc_xasprintf("GET %s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: portico-health/" PTC_VERSION
+                               "\r\nAccept: */*\r\n%s\r\n",
+                               path, v6 ? "[" : "", host, v6 ? "]" : "", port,
+                               t->reuse ? "" : "Connection: close\r\n");
+    t->request_len = strlen(t->request);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&t->sa;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&t->sa;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        t->sa_len = sizeof(*a4);
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        t->sa_len = sizeof(*a6);
+    }
     t->addr = address_get(h, host, port, true);
     t->addr_next = t->addr->targets;
     t->addr->targets = t;
@@ -526,18 +622,28 @@ static target *target_new(ptc_health *h, const char *key, const char *host, unsi
     return t;
 }
 
+/* Closes the target's connection (epoll forgets it with the close). */
+static void close_conn(target *t)
+{
+    if (t->fd >= 0) {
+        close(t->fd);
+        t->fd = -1;
+    }
+}
+
 static void target_free(target *t)
 {
+    close_conn(t);
     free(t->key);
     free(t->host);
     free(t->path);
-    free(t->url);
+    free(t->request);
     free(t->members);
     free(t);
 }
 
-/* Unlinks t from the maps and its address; frees it unless a transfer
- * still carries it (then the transfer's end frees it). */
+/* Unlinks t from the maps and its address and marks it removed; the
+ * checker's thread frees it (after its check in flight, if any). */
 static void target_drop(ptc_health *h, target *t)
 {
     address *a = t->addr;
@@ -545,7 +651,6 @@ static void target_drop(ptc_health *h, target *t)
     heap_remove(h, t);
     if (t->reuse)
         h->n_reusable--;
-    h->maxconnects_dirty = true;
     for (target **pp = &a->targets; *pp; pp = &(*pp)->addr_next)
         if (*pp == t) {
             *pp = t->addr_next;
@@ -561,10 +666,11 @@ static void target_drop(ptc_health *h, target *t)
         free(a);
     }
     t->addr = NULL;
-    if (t->in_flight)
-        t->removed = true;
-    else
-        target_free(t);
+    t->removed = true;
+    if (t->slot == NULL) {
+        t->grave_next = h->graveyard;
+        h->graveyard = t;
+    }
 }
 
 /* The target's schedule follows its most demanding member: the shortest
@@ -688,104 +794,140 @@ void ptc_health_follow(ptc_health *h, const ptc_state *next)
     pthread_mutex_unlock(&h->lock);
     free(orphans);
     ptc_state_release(prev);
-    if (h->multi)
-        curl_multi_wakeup(h->multi);
+    wake(h);
 }
 
-/* ---- checks ----------------------------------------------------------------- */
+/* ---- the resolver thread ------------------------------------------------------ */
 
-static size_t discard(char *p, size_t size, size_t n, void *arg)
+/* The entry of name, asking the resolver for it when it is missing or old.
+ * Returns NULL while an answer is pending.  Caller holds the lock. */
+static dns_entry *dns_lookup(ptc_health *h, const char *name, int64_t now)
 {
-    slot *s = arg;
-    (void)p;
-    s->body += size * n;
-    /* Health answers are read and dropped; a huge one is cut off (the
-     * status already decided the result). */
-    return s->body > BODY_MAX ? 0 : size * n;
-}
-
-static slot *slot_take(ptc_health *h)
-{
-    slot *s = h->free_slots;
-    if (s == NULL)
+    dns_entry *d = map_get(&h->dns, &dns_ops, name);
+    if (d && !d->pending && now < d->expires)
+        return d;
+    if (d && d->pending)
         return NULL;
-    h->free_slots = s->next_free;
-    if (s->easy == NULL) {
-        s->easy = curl_easy_init();
-        curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, discard);
-        curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
-        curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
-        curl_easy_setopt(s->easy, CURLOPT_ERRORBUFFER, s->errbuf);
-        curl_easy_setopt(s->easy, CURLOPT_USERAGENT, "portico-health/" PTC_VERSION);
-        curl_easy_setopt(s->easy, CURLOPT_PROTOCOLS_STR, "http");
-        curl_easy_setopt(s->easy, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(s->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-        /* Upstreams are reached directly, whatever http_proxy says. */
-        curl_easy_setopt(s->easy, CURLOPT_PROXY, "");
-        /* Health answers are small: a 4 KiB buffer instead of 16 keeps a
-         * few thousand handles cheap. */
-        curl_easy_setopt(s->easy, CURLOPT_BUFFERSIZE, 4096L);
+    if (d == NULL) {
+        if (h->dns.n >= DNS_ENTRIES_MAX) {
+            /* Unbounded names (churning registries) must not grow the
+             * cache for ever: start again. */
+            for (size_t b = 0; b < h->dns.n_buckets; b++)
+                for (dns_entry **pp = (dns_entry **)&h->dns.buckets[b]; *pp;) {
+                    dns_entry *e = *pp;
+                    if (e->pending) {
+                        pp = &e->map_next;
+                        continue;
+                    }
+                    *pp = e->map_next;
+                    h->dns.n--;
+                    free(e->name);
+                    free(e);
+                }
+        }
+        d = ptc_xcalloc(1, sizeof(*d));
+        d->name = ptc_xstrdup(name);
+        map_put(&h->dns, &dns_ops, d);
     }
-    return s;
+    d->pending = true;
+    d->queue_next = h->dns_queue;
+    h->dns_queue = d;
+    pthread_cond_signal(&h->dns_cond);
+    return NULL;
 }
 
-static void start_check(ptc_health *h, target *t)
+static void *resolve_loop(void *arg)
 {
-    slot *s = slot_take(h);
-    s->t = t;
-    s->body = 0;
-    s->errbuf[0] = '\0';
-    curl_easy_setopt(s->easy, CURLOPT_URL, t->url);
-    curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, (long)t->timeout_ms);
-    curl_easy_setopt(s->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)t->timeout_ms);
-    curl_easy_setopt(s->easy, CURLOPT_FORBID_REUSE, t->reuse ? 0L : 1L);
-    t->in_flight = true;
-    h->in_flight++;
-    curl_multi_add_handle(h->multi, s->easy);
+    ptc_health *h = arg;
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        while (!h->stop && h->dns_queue == NULL)
+            pthread_cond_wait(&h->dns_cond, &h->lock);
+        if (h->stop)
+            break;
+        dns_entry *d = h->dns_queue;
+        h->dns_queue = d->queue_next;
+        char *name = ptc_xstrdup(d->name);
+        pthread_mutex_unlock(&h->lock);
+
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+        struct sockaddr_storage addrs[DNS_ADDRS_MAX];
+        socklen_t lens[DNS_ADDRS_MAX];
+        unsigned n = 0;
+        int err = getaddrinfo(name, NULL, &hints, &res);
+        for (struct addrinfo *ai = res; ai && n < DNS_ADDRS_MAX; ai = ai->ai_next)
+            if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+                ai->ai_addrlen <= sizeof(addrs[0])) {
+                memcpy(&addrs[n], ai->ai_addr, ai->ai_addrlen);
+                lens[n++] = ai->ai_addrlen;
+            }
+        if (res)
+            freeaddrinfo(res);
+        if (err == 0 && n == 0)
+            err = EAI_NONAME;
+        free(name);
+
+        pthread_mutex_lock(&h->lock);
+        d->pending = false;
+        d->err = err;
+        d->n = n;
+        memcpy(d->addrs, addrs, sizeof(addrs));
+        memcpy(d->lens, lens, sizeof(lens));
+        d->expires = ptc_mono_ms() + (err ? DNS_NEGATIVE_TTL_MS : DNS_TTL_MS);
+        wake(h);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
 }
 
-typedef struct result {
-    slot *s;
-    CURLcode code;
-    long status;
-} result;
+/* ---- checks (the checker's thread, under the lock) ------------------------------ */
 
-/* Applies a finished check to its target and schedules the next one. */
-static void finish_check(ptc_health *h, slot *s, CURLcode code, long status, int64_t now_mono)
+static void fly_link(ptc_health *h, slot *s)
+{
+    s->prev = NULL;
+    s->next = h->flying;
+    if (h->flying)
+        h->flying->prev = s;
+    h->flying = s;
+}
+
+static void fly_unlink(ptc_health *h, slot *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        h->flying = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+}
+
+/* Ends the check of s: frees the slot, keeps or closes the connection,
+ * feeds the state machine and schedules the next check. */
+static void finish_check(ptc_health *h, slot *s, bool ok, int status, bool keep, const char *error,
+                         int64_t now)
 {
     target *t = s->t;
-    bool ok = false;
-    char msg[sizeof(t->view.last_error)];
 
-    t->in_flight = false;
-    h->in_flight--;
+    fly_unlink(h, s);
+    if (s->ph == P_RESOLVE)
+        h->resolving--;
     s->t = NULL;
-    s->next_free = h->free_slots;
+    s->next = h->free_slots;
     h->free_slots = s;
+    h->in_flight--;
+    t->slot = NULL;
+    if (!keep || !t->reuse)
+        close_conn(t);
     if (t->removed) {
-        target_free(t);
+        t->grave_next = h->graveyard;
+        h->graveyard = t;
         return;
-    }
-    if (code == CURLE_OPERATION_TIMEDOUT) {
-        snprintf(msg, sizeof(msg), "no answer within %u ms", t->timeout_ms);
-        h->stats.checks_timeout++;
-    } else if (code != CURLE_OK && !(code == CURLE_WRITE_ERROR && status > 0)) {
-        snprintf(msg, sizeof(msg), "%.180s", s->errbuf[0] ? s->errbuf : curl_easy_strerror(code));
-        h->stats.checks_error++;
-    } else if (status < 200 || status >= 400) {
-        snprintf(msg, sizeof(msg), "answered %ld", status);
-        h->stats.checks_bad_status++;
-    } else {
-        msg[0] = '\0';
-        ok = true;
-        h->stats.checks_success++;
     }
     ptc_hstate from = t->sm.state;
     bool changed = ptc_hsm_feed(&t->sm, ok, t->healthy_threshold, t->unhealthy_threshold);
     t->view.state = t->sm.state;
-    t->view.last_status = (int)status;
-    set_error(t, msg);
+    t->view.last_status = status;
+    set_error(t, ok ? "" : error);
     t->view.checked_at = ptc_now_ms();
     t->view.consecutive = ptc_hsm_consecutive(&t->sm);
     if (changed) {
@@ -795,12 +937,222 @@ static void finish_check(ptc_health *h, slot *s, CURLcode code, long status, int
         queue_transition(h, t, from);
     }
     /* The next check is due one interval after this one was due, not
-     * after it ended, so slow answers do not stretch the schedule; one
-     * that fell behind starts again from now. */
+     * after it ended, so that slow answers do not stretch the schedule; a
+     * check that fell behind starts again from now. */
     t->due += t->interval_ms;
-    if (t->due < now_mono)
-        t->due = now_mono;
+    if (t->due < now)
+        t->due = now;
     heap_push(h, t);
+}
+
+static void fail_check(ptc_health *h, slot *s, uint64_t *counter, int64_t now, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void fail_check(ptc_health *h, slot *s, uint64_t *counter, int64_t now, const char *fmt, ...)
+{
+    char msg[sizeof(((ptc_health_view *)0)->last_error)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    (*counter)++;
+    finish_check(h, s, false, s->rd.status, false, msg, now);
+}
+
+/* The outcome of a response read to its end (or to its status). */
+static void answered(ptc_health *h, slot *s, int64_t now)
+{
+    int st = s->rd.status;
+    if (st >= 200 && st < 400) {
+        h->stats.checks_success++;
+        finish_check(h, s, true, st, s->rd.keep_alive, "", now);
+    } else {
+        char msg[32];
+        snprintf(msg, sizeof(msg), "answered %d", st);
+        h->stats.checks_bad_status++;
+        finish_check(h, s, false, st, s->rd.keep_alive, msg, now);
+    }
+}
+
+static void step(ptc_health *h, slot *s, int64_t now);
+
+/* Opens a connection to the slot's current address and goes on with the
+ * check.  The address is the target's literal, or the addr_idx-th address
+ * of its resolved name. */
+static void connect_next(ptc_health *h, slot *s, int64_t now)
+{
+    target *t = s->t;
+    const struct sockaddr *sa = (const struct sockaddr *)&t->sa;
+    socklen_t len = t->sa_len;
+    struct sockaddr_storage named;
+
+    if (len == 0) {
+        dns_entry *d = dns_lookup(h, t->host, now);
+        if (d == NULL) {
+            if (s->ph != P_RESOLVE)
+                h->resolving++;
+            s->ph = P_RESOLVE;
+            return;
+        }
+        if (s->ph == P_RESOLVE)
+            h->resolving--;
+        if (d->err) {
+            s->ph = P_CONNECT;
+            fail_check(h, s, &h->stats.checks_error, now, "cannot resolve %.100s: %s", t->host,
+                       gai_strerror(d->err));
+            return;
+        }
+        if (s->addr_idx >= d->n) {
+            /* The name resolved again, to fewer addresses, while this check
+             * went through the old ones. */
+            s->ph = P_CONNECT;
+            fail_check(h, s, &h->stats.checks_error, now, "no address of %.100s accepted a connection",
+                       t->host);
+            return;
+        }
+        memcpy(&named, &d->addrs[s->addr_idx], d->lens[s->addr_idx]);
+        ((struct sockaddr_in *)&named)->sin_port = htons((uint16_t)t->port); /* same place for IPv6 */
+        sa = (const struct sockaddr *)&named;
+        len = d->lens[s->addr_idx];
+    }
+    s->ph = P_CONNECT;
+    s->reused = false;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fail_check(h, s, &h->stats.checks_error, now, "socket: %s", strerror(errno));
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    t->fd = fd;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = t};
+    if (epoll_ctl(h->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        close_conn(t);
+        fail_check(h, s, &h->stats.checks_error, now, "epoll: %s", strerror(errno));
+        return;
+    }
+    if (connect(fd, sa, len) == 0) {
+        s->ph = P_SEND;
+        step(h, s, now);
+    } else if (errno != EINPROGRESS) {
+        int err = errno;
+        close_conn(t);
+        fail_check(h, s, &h->stats.checks_error, now, "connect to %.100s port %u: %s", t->host, t->port,
+                   strerror(err));
+    }
+}
+
+/* A connection that failed before any byte of an answer: the next address
+ * of a name, a fresh connection when a kept-alive one turned out closed,
+ * or the end of the check. */
+static void conn_failed(ptc_health *h, slot *s, int err, int64_t now)
+{
+    target *t = s->t;
+    close_conn(t);
+    if (s->reused && !s->retried) {
+        s->retried = true;
+        connect_next(h, s, now);
+        return;
+    }
+    if (s->ph == P_CONNECT && t->sa_len == 0) {
+        dns_entry *d = map_get(&h->dns, &dns_ops, t->host);
+        if (d && !d->pending && s->addr_idx + 1 < d->n) {
+            s->addr_idx++;
+            connect_next(h, s, now);
+            return;
+        }
+    }
+    if (s->ph == P_CONNECT)
+        fail_check(h, s, &h->stats.checks_error, now, "connect to %.100s port %u: %s", t->host, t->port,
+                   strerror(err));
+    else if (err)
+        fail_check(h, s, &h->stats.checks_error, now, "connection lost: %s", strerror(err));
+    else
+        fail_check(h, s, &h->stats.checks_error, now, "the connection closed before an answer");
+}
+
+/* Moves the check of s as far as its socket allows. */
+static void step(ptc_health *h, slot *s, int64_t now)
+{
+    target *t = s->t;
+    if (s->ph == P_CONNECT) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err == EINPROGRESS || err == EALREADY)
+            return;
+        if (err) {
+            conn_failed(h, s, err, now);
+            return;
+        }
+        s->ph = P_SEND;
+    }
+    if (s->ph == P_SEND) {
+        while (s->sent < t->request_len) {
+            ssize_t n = send(t->fd, t->request + s->sent, t->request_len - s->sent, MSG_NOSIGNAL);
+            if (n < 0 && errno == EAGAIN)
+                return;
+            if (n < 0) {
+                conn_failed(h, s, errno, now);
+                return;
+            }
+            s->sent += (size_t)n;
+        }
+        s->ph = P_READ;
+    }
+    for (;;) {
+        ssize_t n = recv(t->fd, h->rbuf, READ_CHUNK, 0);
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            int err = n < 0 ? errno : 0;
+            if (s->rd.status >= 200) {
+                /* The status came; the rest (a body read to its end) did
+                 * not: the answer stands, the connection goes. */
+                s->rd.keep_alive = false;
+                answered(h, s, now);
+            } else if (s->rd.head_len == 0 && s->rd.interim == 0) {
+                conn_failed(h, s, err, now);
+            } else {
+                fail_check(h, s, &h->stats.checks_error, now,
+                           "the connection closed in the middle of an answer");
+            }
+            return;
+        }
+        switch (ptc_hc_reader_feed(&s->rd, h->rbuf, (size_t)n)) {
+        case PTC_HC_MORE:
+            break;
+        case PTC_HC_DONE:
+            answered(h, s, now);
+            return;
+        case PTC_HC_BAD:
+            fail_check(h, s, &h->stats.checks_error, now, "%s", s->rd.error);
+            return;
+        }
+    }
+}
+
+static void start_check(ptc_health *h, target *t, int64_t now)
+{
+    slot *s = h->free_slots;
+    h->free_slots = s->next;
+    fly_link(h, s);
+    h->in_flight++;
+    t->slot = s;
+    s->t = t;
+    s->ph = P_CONNECT;
+    s->deadline = now + t->timeout_ms;
+    s->sent = 0;
+    s->addr_idx = 0;
+    s->retried = false;
+    ptc_hc_reader_init(&s->rd);
+    if (t->fd >= 0) {
+        s->reused = true;
+        s->ph = P_SEND;
+        step(h, s, now);
+    } else {
+        connect_next(h, s, now);
+    }
 }
 
 static void handle_reports(ptc_health *h)
@@ -830,71 +1182,86 @@ static void handle_reports(ptc_health *h)
     }
 }
 
-/* Sizes curl's connection cache to the targets that keep a connection. */
-static void tune_cache(ptc_health *h)
+/* Frees the removed targets that nothing refers to any more. */
+static void bury(ptc_health *h)
 {
-    long n = (long)h->n_reusable + 16;
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, n);
+    while (h->graveyard) {
+        target *t = h->graveyard;
+        h->graveyard = t->grave_next;
+        target_free(t);
+    }
 }
 
 static void *run(void *arg)
 {
     ptc_health *h = arg;
-    result *done = ptc_xcalloc(h->max_in_flight, sizeof(*done));
+    struct epoll_event evs[EVENTS_MAX];
+    int n = 0;
 
     ptc_log_set_correlation_id("health-check");
+    pthread_mutex_lock(&h->lock);
     for (;;) {
-        int running = 0, left = 0;
-        size_t n_done = 0;
-        CURLMsg *msg;
-        event *evs;
-        long wait;
-
-        curl_multi_perform(h->multi, &running);
-        while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
-            slot *s = NULL;
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-            done[n_done].s = s;
-            done[n_done].code = msg->data.result;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &done[n_done].status);
-            n_done++;
-            curl_multi_remove_handle(h->multi, msg->easy_handle);
-        }
-
-        pthread_mutex_lock(&h->lock);
         int64_t now = ptc_mono_ms();
-        for (size_t i = 0; i < n_done; i++)
-            finish_check(h, done[i].s, done[i].code, done[i].status, now);
+        for (int i = 0; i < n; i++) {
+            target *t = evs[i].data.ptr;
+            if (t == NULL) {
+                uint64_t v;
+                if (read(h->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                    ptc_log_error("health checks: wake-up read failed", PTC_LS("error", strerror(errno)));
+            } else if (t->slot != NULL) {
+                step(h, t->slot, now);
+            } else if (!t->removed && (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+                /* An idle kept-alive connection spoke: the upstream closed
+                 * it (or sent what nobody asked for).  EPOLLOUT alone only
+                 * says acknowledged bytes freed buffer space. */
+                close_conn(t);
+            }
+        }
+        bury(h);
         handle_reports(h);
-        if (h->stop) {
-            pthread_mutex_unlock(&h->lock);
+        if (h->stop)
             break;
+        /* Checks waiting for a name, and checks out of time. */
+        int64_t next_deadline = INT64_MAX;
+        for (slot *s = h->flying, *next; s; s = next) {
+            next = s->next;
+            if (s->ph == P_RESOLVE && h->resolving > 0)
+                connect_next(h, s, now);
+            if (s->t == NULL || s->t->slot != s)
+                continue; /* that ended it */
+            if (now >= s->deadline) {
+                close_conn(s->t);
+                fail_check(h, s, &h->stats.checks_timeout, now, "no answer within %u ms", s->t->timeout_ms);
+            } else if (s->deadline < next_deadline) {
+                next_deadline = s->deadline;
+            }
         }
-        if (h->maxconnects_dirty) {
-            h->maxconnects_dirty = false;
-            tune_cache(h);
-        }
-        while (h->in_flight < h->max_in_flight && h->heap_n > 0 && h->heap[0]->due <= now) {
-            target *t = h->heap[0];
+        /* Checks due within the next few milliseconds start now, with
+         * those due now: one wake-up serves many of them. */
+        while (h->in_flight < h->max_in_flight && h->heap_n > 0 && h->heap[0].due <= now + BATCH_MS) {
+            target *t = h->heap[0].t;
             heap_remove(h, t);
-            start_check(h, t);
+            start_check(h, t, now);
+            if (t->slot && t->slot->deadline < next_deadline)
+                next_deadline = t->slot->deadline;
         }
-        if (h->heap_n > 0 && h->in_flight < h->max_in_flight)
-            wait = (long)(h->heap[0]->due - now);
-        else
-            wait = h->in_flight > 0 ? 1000 : IDLE_WAIT_MS;
-        if (wait > IDLE_WAIT_MS)
-            wait = IDLE_WAIT_MS;
-        evs = take_events(h);
+        bury(h);
+        int64_t wake_at = now + IDLE_WAIT_MS;
+        if (h->heap_n > 0 && h->in_flight < h->max_in_flight && h->heap[0].due < wake_at)
+            wake_at = h->heap[0].due;
+        if (next_deadline < wake_at)
+            wake_at = next_deadline;
+        event *pending = take_events(h);
         pthread_mutex_unlock(&h->lock);
 
-        deliver(h, evs);
-        if (wait > 0)
-            curl_multi_poll(h->multi, NULL, 0, (int)wait, NULL);
+        deliver(h, pending);
+        int64_t wait = wake_at - ptc_mono_ms();
+        n = epoll_wait(h->ep, evs, EVENTS_MAX, wait > 0 ? (int)wait : 0);
+        if (n < 0)
+            n = 0;
+        pthread_mutex_lock(&h->lock);
     }
-    free(done);
+    pthread_mutex_unlock(&h->lock);
     return NULL;
 }
 
@@ -906,6 +1273,7 @@ ptc_health *ptc_health_create(const ptc_health_config *cfg, const ptc_health_lis
     struct rlimit rl;
 
     pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->dns_cond, NULL);
     h->listener = *listener;
     h->max_in_flight = cfg->max_in_flight ? cfg->max_in_flight : 1;
     h->reuse_budget = cfg->max_connections;
@@ -917,10 +1285,19 @@ ptc_health *ptc_health_create(const ptc_health_config *cfg, const ptc_health_lis
     }
     h->slots = ptc_xcalloc(h->max_in_flight, sizeof(*h->slots));
     for (size_t i = h->max_in_flight; i-- > 0;) {
-        h->slots[i].next_free = h->free_slots;
+        h->slots[i].next = h->free_slots;
         h->free_slots = &h->slots[i];
     }
-    h->multi = curl_multi_init();
+    h->rbuf = ptc_xmalloc(READ_CHUNK);
+    h->ep = epoll_create1(EPOLL_CLOEXEC);
+    h->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (h->ep < 0 || h->wake_fd < 0) {
+        /* Only descriptor exhaustion gets here, at start-up. */
+        ptc_log_error("health checks: no epoll or eventfd", PTC_LS("error", strerror(errno)));
+        abort();
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(h->ep, EPOLL_CTL_ADD, h->wake_fd, &ev);
     return h;
 }
 
@@ -933,7 +1310,11 @@ int ptc_health_start(ptc_health *h)
     event *evs = take_events(h);
     pthread_mutex_unlock(&h->lock);
     deliver(h, evs);
-    int rc = pthread_create(&h->thread, NULL, run, h);
+    int rc = pthread_create(&h->resolver, NULL, resolve_loop, h);
+    if (rc != 0)
+        return -rc;
+    h->resolver_started = true;
+    rc = pthread_create(&h->thread, NULL, run, h);
     if (rc != 0)
         return -rc;
     h->started = true;
@@ -946,28 +1327,23 @@ void ptc_health_destroy(ptc_health *h)
 {
     if (h == NULL)
         return;
+    pthread_mutex_lock(&h->lock);
+    h->stop = true;
+    pthread_cond_signal(&h->dns_cond);
+    pthread_mutex_unlock(&h->lock);
     if (h->started) {
-        pthread_mutex_lock(&h->lock);
-        h->stop = true;
-        pthread_mutex_unlock(&h->lock);
-        curl_multi_wakeup(h->multi);
+        wake(h);
         pthread_join(h->thread, NULL);
     }
-    /* Transfers still running are abandoned with their handles. */
-    for (size_t i = 0; i < h->max_in_flight; i++) {
-        slot *s = &h->slots[i];
-        if (s->easy == NULL)
-            continue;
-        if (s->t) {
-            curl_multi_remove_handle(h->multi, s->easy);
-            if (s->t->removed)
-                target_free(s->t);
-            else
-                s->t->in_flight = false;
-        }
-        curl_easy_cleanup(s->easy);
-    }
-    curl_multi_cleanup(h->multi);
+    if (h->resolver_started)
+        pthread_join(h->resolver, NULL);
+    /* Checks in flight are abandoned; their targets go with the others. */
+    for (slot *s = h->flying; s; s = s->next)
+        if (s->t && s->t->removed)
+            target_free(s->t);
+        else if (s->t)
+            s->t->slot = NULL;
+    bury(h);
     for (size_t b = 0; b < h->targets.n_buckets; b++) {
         target *t = h->targets.buckets[b];
         while (t) {
@@ -986,6 +1362,15 @@ void ptc_health_destroy(ptc_health *h)
             a = next;
         }
     }
+    for (size_t b = 0; b < h->dns.n_buckets; b++) {
+        dns_entry *d = h->dns.buckets[b];
+        while (d) {
+            dns_entry *next = d->map_next;
+            free(d->name);
+            free(d);
+            d = next;
+        }
+    }
     event *e = take_events(h);
     while (e) {
         event *next = e->next;
@@ -1002,9 +1387,14 @@ void ptc_health_destroy(ptc_health *h)
     free_saved(&h->saved);
     free(h->targets.buckets);
     free(h->addresses.buckets);
+    free(h->dns.buckets);
     free(h->heap);
     free(h->slots);
+    free(h->rbuf);
+    close(h->ep);
+    close(h->wake_fd);
     ptc_state_release(h->followed);
+    pthread_cond_destroy(&h->dns_cond);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
@@ -1035,7 +1425,7 @@ void ptc_health_report_down(ptc_health *h, const char *host, unsigned port, cons
     r->next = h->reports;
     h->reports = r;
     pthread_mutex_unlock(&h->lock);
-    curl_multi_wakeup(h->multi);
+    wake(h);
 }
 
 void ptc_health_stats_get(ptc_health *h, ptc_health_stats *out)
@@ -1069,12 +1459,12 @@ json_t *ptc_health_export(ptc_health *h)
             if (t->sm.state == PTC_HSTATE_UNKNOWN)
                 continue;
             json_array_append_new(
-                out, json_pack("{s:s, s:i, s:s, s:s, s:i, s:s, s:I, s:I, s:i, s:b}", "host", t->host, "port",
+                out, json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:b}", "host", t->host, "port",
                                (json_int_t)t->port, "path", t->path, "state", ptc_hstate_name(t->sm.state),
                                "last_status", (json_int_t)t->view.last_status, "last_error",
                                t->view.last_error, "checked_at", (json_int_t)t->view.checked_at, "changed_at",
                                (json_int_t)t->view.changed_at, "consecutive", (json_int_t)t->view.consecutive,
-                               "passive", t->view.passive));
+                               "passive", (int)t->view.passive));
         }
     pthread_mutex_unlock(&h->lock);
     return out;

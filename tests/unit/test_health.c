@@ -1,9 +1,11 @@
-/* Active health checks: the threshold state machine, and the checker
+/* Active health checks: the threshold state machine, the response reader
+ * against hostile answers, and the checker
  * against a small HTTP/1.1 server in this process whose health answer the
  * test flips (transitions, address verdicts, connection reuse, following
  * the desired state, passive ejection, saved state). */
 #include "core/mem.h"
 #include "core/util.h"
+#include "discovery/hc_reader.h"
 #include "discovery/health.h"
 #include "testlib.h"
 
@@ -90,6 +92,102 @@ static void test_hsm_eject(void)
     CHECK(ptc_hsm_eject(&u));
 }
 
+/* ---- the response reader ---- */
+
+static ptc_hc_step feed_str(ptc_hc_reader *r, const char *text)
+{
+    ptc_hc_reader_init(r);
+    return ptc_hc_reader_feed(r, text, strlen(text));
+}
+
+static void test_reader(void)
+{
+    static ptc_hc_reader r;
+    const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    CHECK_INT(feed_str(&r, ok), PTC_HC_DONE);
+    CHECK_INT(r.status, 200);
+    CHECK(r.keep_alive);
+    /* byte by byte */
+    ptc_hc_reader_init(&r);
+    ptc_hc_step st = PTC_HC_MORE;
+    for (size_t i = 0; ok[i]; i++) {
+        CHECK_INT(st, PTC_HC_MORE);
+        st = ptc_hc_reader_feed(&r, &ok[i], 1);
+    }
+    CHECK_INT(st, PTC_HC_DONE);
+    CHECK(r.keep_alive);
+    /* interim responses are skipped, a bounded number of them */
+    CHECK_INT(feed_str(&r, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Hints\r\nLink: x\r\n\r\n"
+                           "HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"),
+              PTC_HC_DONE);
+    CHECK_INT(r.status, 503);
+    CHECK(r.keep_alive);
+    CHECK_INT(feed_str(&r, "HTTP/1.1 100 A\r\n\r\nHTTP/1.1 100 A\r\n\r\nHTTP/1.1 100 A\r\n\r\n"
+                           "HTTP/1.1 100 A\r\n\r\nHTTP/1.1 100 A\r\n\r\n"),
+              PTC_HC_BAD);
+
+    /* framing that keeps the status but not the connection */
+    static const char *const no_reuse[] = {
+        "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n\r\nbody until close",
+        "HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2a\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nno colon here\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX-A: 1\nContent-Length: 0\r\n\r\n",
+    };
+    for (size_t i = 0; i < PTC_ARRAY_LEN(no_reuse); i++) {
+        if (feed_str(&r, no_reuse[i]) != PTC_HC_DONE || r.status != 200 || r.keep_alive) {
+            fprintf(stderr, "reader case %zu: status %d keep %d\n", i, r.status, r.keep_alive);
+            t_failures++;
+        }
+    }
+    /* the same length twice is fine; so are 204 and 304 without one */
+    CHECK_INT(feed_str(&r, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length:  2 \r\n\r\nok"),
+              PTC_HC_DONE);
+    CHECK(r.keep_alive);
+    CHECK_INT(feed_str(&r, "HTTP/1.1 204 No Content\r\n\r\n"), PTC_HC_DONE);
+    CHECK(r.keep_alive && r.status == 204);
+    CHECK_INT(feed_str(&r, "HTTP/1.1 301 Moved\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n"), PTC_HC_DONE);
+    CHECK_INT(r.status, 301);
+    /* a NUL in the head */
+    static const char nul[] = "HTTP/1.1 200 OK\r\nX: a\0b\r\nContent-Length: 0\r\n\r\n";
+    ptc_hc_reader_init(&r);
+    CHECK_INT(ptc_hc_reader_feed(&r, nul, sizeof(nul) - 1), PTC_HC_DONE);
+    CHECK(!r.keep_alive);
+
+    /* not HTTP/1.x, or a head without end */
+    static const char *const bad[] = {"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+                                      "HTTP/2 200\r\n\r\n",
+                                      "HTTP/1.1 20 OK\r\n\r\n",
+                                      "HTTP/1.1 2000 OK\r\n\r\n",
+                                      "HTTP/1.1 099 Low\r\n\r\n",
+                                      "HTTP/1.2 200 OK\r\n\r\n",
+                                      "\r\n\r\n"};
+    for (size_t i = 0; i < PTC_ARRAY_LEN(bad); i++) {
+        if (feed_str(&r, bad[i]) != PTC_HC_BAD || r.error[0] == '\0') {
+            fprintf(stderr, "reader bad case %zu accepted\n", i);
+            t_failures++;
+        }
+    }
+    char big[PTC_HC_HEAD_MAX + 100];
+    memset(big, 'a', sizeof(big));
+    memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 21);
+    ptc_hc_reader_init(&r);
+    CHECK_INT(ptc_hc_reader_feed(&r, big, sizeof(big)), PTC_HC_BAD);
+    CHECK(strstr(r.error, "larger") != NULL);
+    /* a bare-LF head never ends: it is cut off at the limit */
+    ptc_hc_reader_init(&r);
+    CHECK_INT(ptc_hc_reader_feed(&r, "HTTP/1.1 200 OK\nContent-Length: 0\n\n", 35), PTC_HC_MORE);
+}
+
 /* ---- a tiny HTTP/1.1 keep-alive server ---- */
 
 typedef struct server {
@@ -98,6 +196,8 @@ typedef struct server {
     atomic_int status; /* answer to every request */
     atomic_int accepted;
     atomic_int requests;
+    atomic_int asked_close;  /* requests carrying Connection: close */
+    atomic_bool close_after; /* close every connection after one answer */
     atomic_bool stop;
     pthread_t thread;
 } server;
@@ -125,7 +225,9 @@ static void *serve_conn(void *arg)
             int st = atomic_load(&s->status);
             int len = snprintf(resp, sizeof(resp), "HTTP/1.1 %d X\r\nContent-Length: 2\r\n\r\nok", st);
             atomic_fetch_add(&s->requests, 1);
-            if (write(fd, resp, (size_t)len) != len)
+            if (strstr(buf, "Connection: close\r\n") != NULL && strstr(buf, "Connection: close\r\n") < end)
+                atomic_fetch_add(&s->asked_close, 1);
+            if (write(fd, resp, (size_t)len) != len || atomic_load(&s->close_after))
                 goto out;
             size_t used = (size_t)(end + 4 - buf);
             memmove(buf, buf + used, have - used + 1);
@@ -519,16 +621,83 @@ static void test_remove_in_flight(void)
     close(fd);
 }
 
+/* Names are resolved (off the checker's thread), and every address of a
+ * name is tried: "localhost" may give ::1 first, where nothing listens. */
+static void test_checker_names_and_budget(void)
+{
+    server a, b;
+    seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    char ups[200];
+    server_start(&a);
+    server_start(&b);
+    atomic_store(&b.close_after, true);
+    snprintf(ups, sizeof(ups),
+             "[{\"host\": \"localhost\", \"port\": %u}, {\"host\": \"127.0.0.1\", \"port\": %u}]", a.port,
+             b.port);
+    /* A budget of one kept connection: the first target created keeps
+     * it, the other asks for Connection: close. */
+    ptc_health_config cfg = {.max_in_flight = 4, .max_connections = 1};
+    ptc_health_listener l = {on_transition, on_address, &s};
+    ptc_health *h = ptc_health_create(&cfg, &l);
+    ptc_state *s0 = ptc_state_new();
+    ptc_state *s1 = ptc_state_put_proxy(s0, mk("n", "n.example.com", ups, FAST));
+    ptc_health_follow(h, s1);
+    CHECK_INT(ptc_health_start(h), 0);
+    int64_t deadline = ptc_mono_ms() + 10000;
+    ptc_health_view va = {0}, vb = {0};
+    while (ptc_mono_ms() < deadline) {
+        ptc_health_get(h, "localhost", a.port, "/health", &va);
+        ptc_health_get(h, "127.0.0.1", b.port, "/health", &vb);
+        if (va.state == PTC_HSTATE_HEALTHY && vb.state == PTC_HSTATE_HEALTHY &&
+            atomic_load(&b.requests) >= 4 && atomic_load(&a.requests) >= 4)
+            break;
+        usleep(20 * 1000);
+    }
+    CHECK_INT(va.state, PTC_HSTATE_HEALTHY);
+    CHECK_INT(vb.state, PTC_HSTATE_HEALTHY);
+    /* a keeps one connection; b (out of budget, or closed by its server)
+     * gets a new one per check */
+    CHECK_INT(atomic_load(&a.accepted), 1);
+    CHECK_INT(atomic_load(&a.asked_close), 0);
+    CHECK(atomic_load(&b.accepted) >= 4);
+    CHECK_INT(atomic_load(&b.asked_close), atomic_load(&b.requests));
+    ptc_health_stats st;
+    ptc_health_stats_get(h, &st);
+    CHECK_INT(st.reusable, 1);
+    CHECK_INT(st.checks_error, 0);
+
+    /* a name that does not resolve fails the check with the reason */
+    ptc_state *s2 = ptc_state_put_proxy(
+        s1, mk("x", "x.example.com", "[{\"host\": \"no-such-host.invalid\", \"port\": 80}]", FAST));
+    ptc_health_follow(h, s2);
+    deadline = ptc_mono_ms() + 20000;
+    ptc_health_view vx = {0};
+    while (ptc_mono_ms() < deadline && vx.state != PTC_HSTATE_UNHEALTHY) {
+        ptc_health_get(h, "no-such-host.invalid", 80, "/health", &vx);
+        usleep(20 * 1000);
+    }
+    CHECK_INT(vx.state, PTC_HSTATE_UNHEALTHY);
+    CHECK(strstr(vx.last_error, "cannot resolve no-such-host.invalid") != NULL);
+    ptc_health_destroy(h);
+    ptc_state_release(s0);
+    ptc_state_release(s1);
+    ptc_state_release(s2);
+    server_stop(&a);
+    server_stop(&b);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     RUN(test_hsm_thresholds);
     RUN(test_hsm_from_unknown);
     RUN(test_hsm_eject);
+    RUN(test_reader);
     RUN(test_checker_transitions);
     RUN(test_checker_follows_state);
     RUN(test_passive_and_saved);
     RUN(test_remove_in_flight);
+    RUN(test_checker_names_and_budget);
     curl_global_cleanup();
     TEST_EXIT();
 }
