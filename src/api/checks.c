@@ -93,10 +93,10 @@ static void on_transition(void *arg, const ptc_health_event *ev)
 
     ptc_random_hex(id, 16);
     snprintf(upstream, sizeof(upstream), "%s%s%s:%u", v6 ? "[" : "", ev->host, v6 ? "]" : "", ev->port);
-    json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:i, s:b}", "upstream", upstream, "path", ev->path,
+    json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:b}", "upstream", upstream, "path", ev->path,
                           "from", ptc_hstate_name(ev->from), "to", ptc_hstate_name(ev->to), "status",
                           (json_int_t)ev->view->last_status, "error", ev->view->last_error, "consecutive",
-                          (json_int_t)ev->view->consecutive, "passive", ev->view->passive);
+                          (json_int_t)ev->view->consecutive, "passive", (int)ev->view->passive);
     char *detail = json_dumps(d, JSON_COMPACT);
     json_decref(d);
     if (ev->to == PTC_HSTATE_UNHEALTHY)
@@ -166,12 +166,17 @@ static void free_pending(pending *p)
     }
 }
 
+/* Writes the batch in transactions of up to 256 entries. */
 static void write_audit(ptc_api_checks *c, pending *p)
 {
-    for (; p; p = p->next)
-        if (ptc_store_audit_append(c->api->store, &p->e) != 0)
-            ptc_log_error("audit entry lost", PTC_LS("action", p->e.action),
-                          PTC_LS("droplet_name", p->e.droplet_name));
+    ptc_audit_entry batch[256];
+    while (p) {
+        size_t n = 0;
+        for (; p && n < PTC_ARRAY_LEN(batch); p = p->next)
+            batch[n++] = p->e;
+        if (ptc_store_audit_append_many(c->api->store, batch, n) != 0)
+            ptc_log_error("audit entries lost", PTC_LS("action", "health.transition"), PTC_LI("entries", n));
+    }
 }
 
 static void save(ptc_api_checks *c)
@@ -383,11 +388,11 @@ void ptc_api_checks_annotate(ptc_api *api, const ptc_proxy *p, json_t *out)
         if (v.checked_at > checked)
             checked = v.checked_at;
         json_t *h =
-            json_pack("{s:s, s:o, s:o, s:o, s:o, s:i, s:b}", "state", ptc_hstate_name(v.state), "last_status",
+            json_pack("{s:s, s:o, s:o, s:o, s:o, s:I, s:b}", "state", ptc_hstate_name(v.state), "last_status",
                       v.last_status ? json_integer(v.last_status) : json_null(), "last_error",
                       v.last_error[0] ? json_string(v.last_error) : json_null(), "checked_at",
                       time_or_null(v.checked_at), "changed_at", time_or_null(v.changed_at), "consecutive",
-                      (json_int_t)v.consecutive, "passive", v.passive);
+                      (json_int_t)v.consecutive, "passive", (int)v.passive);
         json_object_set_new(json_array_get(ups, i), "health", h);
     }
     /* A proxy is healthy when one of its upstreams is: that one gets the
