@@ -128,12 +128,22 @@ static json_t *result_json(const sync_arg *a, bool changed, int64_t revision, co
                            int64_t fetch_ms)
 {
     const ptc_sync_plan *p = &a->plan;
-    return json_pack("{s:O, s:i, s:O, s:i, s:O, s:{s:O, s:O, s:O, s:O}, s:b, s:I, s:{s:s, s:i, s:I}}",
-                     "synced", p->synced, (json_int_t)json_array_size(p->synced), "skipped", p->skipped,
-                     (json_int_t)json_array_size(p->skipped), "skipped_reasons", p->skipped_reasons,
-                     "changes", "created", p->created, "updated", p->updated, "unchanged", p->unchanged,
-                     "deleted", p->deleted, "changed", changed, "revision", (json_int_t)revision, "registry",
-                     "url", url, "droplets", (json_int_t)listed, "fetch_ms", (json_int_t)fetch_ms);
+    json_t *r = json_object();
+    /* seed 000's ProxySyncResult, then the detail */
+    json_object_set(r, "synced", p->synced);
+    json_object_set_new(r, "synced_count", json_integer((json_int_t)json_array_size(p->synced)));
+    json_object_set(r, "skipped", p->skipped);
+    json_object_set_new(r, "skipped_count", json_integer((json_int_t)json_array_size(p->skipped)));
+    json_object_set(r, "skipped_reasons", p->skipped_reasons);
+    json_object_set_new(r, "changes",
+                        json_pack("{s:O, s:O, s:O, s:O}", "created", p->created, "updated", p->updated,
+                                  "unchanged", p->unchanged, "deleted", p->deleted));
+    json_object_set_new(r, "changed", json_boolean(changed));
+    json_object_set_new(r, "revision", json_integer(revision));
+    json_object_set_new(r, "registry",
+                        json_pack("{s:s, s:I, s:I}", "url", url, "droplets", (json_int_t)listed, "fetch_ms",
+                                  (json_int_t)fetch_ms));
+    return r;
 }
 
 /* One sync, answering c (an API call, or the periodic thread's). */
