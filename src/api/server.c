@@ -514,8 +514,10 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
         (rc = ptc_api_sync_start(api, err, errlen)) != 0)
         goto fail;
 
+    /* poll(), not select(): the data plane and the health checks hold
+     * thousands of descriptors, and select() refuses any above 1023. */
     api->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG |
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ERROR_LOG |
             (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
         0, NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
