@@ -104,6 +104,10 @@ class Portico:
             self.settings["nginx_managed"] = "true"
         self.settings.update(settings or {})
         self.env = dict(os.environ)
+        # The harness's own variables are not settings: portico refuses
+        # unknown PORTICO_* names.
+        self.env.pop("PORTICO_BIN", None)
+        self.env.pop("PORTICO_SOURCE_DIR", None)
         self.env.update(env or {})
         self.log_path = self.dir / "portico.log"
         self.proc = None
