@@ -103,11 +103,9 @@ class Portico:
         if engine == "nginx":
             self.settings["nginx_managed"] = "true"
         self.settings.update(settings or {})
-        self.env = dict(os.environ)
-        # The harness's own variables are not settings: portico refuses
-        # unknown PORTICO_* names.
-        self.env.pop("PORTICO_BIN", None)
-        self.env.pop("PORTICO_SOURCE_DIR", None)
+        # The harness's own variables are no settings: portico refuses
+        # unknown PORTICO_* variables.
+        self.env = {k: v for k, v in os.environ.items() if k not in ("PORTICO_BIN", "PORTICO_SOURCE_DIR")}
         self.env.update(env or {})
         self.log_path = self.dir / "portico.log"
         self.proc = None
