@@ -51,7 +51,8 @@
     X(NGINX_BACKUP_DIR, nginx_backup_dir, STR, "/etc/nginx/backups", "", 0, "backups of replaced files")     \
     X(NGINX_RELOAD_CMD, nginx_reload_cmd, STR, "{nginx_bin} -s reload", "", 0,                               \
       "reload command, split on white space (no shell); {nginx_bin} stands for nginx with the -p/-e/-c "     \
-      "options portico also uses for nginx -t")                                                              \
+      "options portico also uses for nginx -t; left at this default, portico signals the master itself "     \
+      "(what nginx -s reload does, without its second parse of the whole config)")                          \
     X(NGINX_FILE_PREFIX, nginx_file_prefix, STR, "portico-", "", 0, "prefix of the files portico manages")   \
     X(NGINX_MANAGED, nginx_managed, BOOL, "false", "", 0,                                                    \
       "start and supervise a private nginx under {state_dir}/nginx; nginx paths left at their defaults "     \
