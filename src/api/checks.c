@@ -28,6 +28,8 @@
  * transitions of a short window. */
 #define ENGINE_APPLY_EVERY_MS 2000
 #define ENGINE_GATHER_MS 250
+/* After a failed apply (the engine rolled back), the next try waits. */
+#define ENGINE_RETRY_MS 30000
 #define QUEUE_MAX 100000
 
 typedef struct ptc_api_checks ptc_api_checks;
@@ -134,10 +136,11 @@ static void on_address(void *arg, const char *host, unsigned port, bool healthy)
     e->ops->set_upstream_health(e, host, port, healthy);
     if (e->ops->apply_health == NULL)
         return;
+    int64_t now = ptc_mono_ms();
     pthread_mutex_lock(&c->lock);
-    if (!c->engine_dirty) {
+    if (!c->engine_dirty || c->dirty_since > now) {
         c->engine_dirty = true;
-        c->dirty_since = ptc_mono_ms();
+        c->dirty_since = now;
     }
     pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->lock);
@@ -202,10 +205,15 @@ static void engine_apply(ptc_api_checks *c)
     pthread_mutex_lock(&c->lock);
     c->engine_applies++;
     c->engine_apply_failures += res.code != NULL;
+    if (res.code && !c->engine_dirty) {
+        /* The engine rolled back and kept the verdicts for its next try:
+         * traffic still reaches the upstreams it could not mark down.  Try
+         * again later (sooner when another transition comes). */
+        c->engine_dirty = true;
+        c->dirty_since = ptc_mono_ms() + ENGINE_RETRY_MS;
+    }
     pthread_mutex_unlock(&c->lock);
     if (res.code) {
-        /* The engine rolled back: traffic still reaches the upstreams it
-         * could not mark down; the next transition tries again. */
         char id[33];
         ptc_random_hex(id, 16);
         ptc_audit_entry e = {
