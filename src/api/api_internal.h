@@ -6,7 +6,9 @@
 
 #include "api/api.h"
 #include "core/buf.h"
+#include "dns/dns.h"
 #include "model/state.h"
+#include "ports/ports.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -27,6 +29,15 @@ struct ptc_api {
     const ptc_state *state;     /* the committed desired state, as the engine serves it */
     struct ptc_api_checks *checks; /* active health checks and what follows them (checks.c) */
     struct ptc_api_sync *sync;     /* registry sync (sync.c) */
+    ptc_ports *ports;           /* the port allocator (seed 003) */
+    /* DNS (seed 004): the zone is rebuilt from the store's records and the
+     * state's proxies after every change, under dns_lock so that the last
+     * rebuild always sees the last change. */
+    char *dns_zone_name;        /* NULL: dns_zone unset, no DNS */
+    ptc_dns_server *dns_server; /* NULL: dns_listen unset */
+    pthread_mutex_t dns_lock;
+    ptc_dns_zone *dns_zone;     /* what the responder answers from */
+    uint32_t dns_serial;
 };
 
 /* One call: what the handler reads and what it answers. */
@@ -84,6 +95,9 @@ typedef struct ptc_change {
     const ptc_state *(*build)(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg);
     int (*commit)(ptc_call *c, const ptc_state *cur, const ptc_state *next, int64_t rev, void *arg);
     void *arg;
+    /* set when commit() also writes the proxies of next as revision rev
+     * (a change that is a revision and more, like POST /add-record) */
+    bool commits_revision;
     /* what to verify through the engine afterwards (domain NULL: nothing) */
     const char *verify_domain;
     const char *verify_path;
@@ -134,6 +148,19 @@ int ptc_api_sync_start(ptc_api *api, char *err, size_t errlen);
 void ptc_api_sync_stop(ptc_api *api);
 /* Appends the sync metrics (Prometheus text). */
 void ptc_api_sync_metrics(ptc_api *api, ptc_buf *out);
+/* ---- DNS (dns.c) ---- */
+
+/* Reads dns_zone, dns_proxy_ip and dns_listen, starts the responder when
+ * dns_listen is set and publishes the first zone.  Returns 0 or -EINVAL
+ * with the reason in err.  Blocks briefly. */
+int ptc_api_dns_start(ptc_api *api, char *err, size_t errlen);
+void ptc_api_dns_stop(ptc_api *api);
+/* Rebuilds the zone from the store's records and the committed state and
+ * publishes it; called after every change to either. */
+void ptc_api_dns_refresh(ptc_api *api);
+/* The "dns" check of the health endpoint (zone, serial, names, whether
+ * the responder listens), or NULL when there is no zone. */
+json_t *ptc_api_dns_status(ptc_api *api);
 
 /* ---- handlers (one file per resource) ---- */
 void ptc_api_proxies_list(ptc_call *c);
@@ -150,5 +177,15 @@ void ptc_api_cert_put(ptc_call *c);
 void ptc_api_cert_delete(ptc_call *c);
 void ptc_api_registry_sync(ptc_call *c);
 void ptc_api_metrics(ptc_call *c);
+void ptc_api_ports_list(ptc_call *c);
+void ptc_api_ports_allocate(ptc_call *c);
+void ptc_api_ports_get(ptc_call *c);
+void ptc_api_ports_release(ptc_call *c);
+void ptc_api_dns_records_list(ptc_call *c);
+void ptc_api_dns_record_get(ptc_call *c);
+void ptc_api_dns_record_put(ptc_call *c);
+void ptc_api_dns_record_delete(ptc_call *c);
+void ptc_api_dns_zone(ptc_call *c);
+void ptc_api_add_record(ptc_call *c);
 
 #endif

@@ -104,6 +104,9 @@ class Portico:
         }
         if engine == "nginx":
             self.settings["nginx_managed"] = "true"
+        if engine == "caddy":
+            self.settings["caddy_managed"] = "true"
+            self.settings["caddy_admin"] = f"127.0.0.1:{free_port()}"
         self.settings.update(settings or {})
         # The harness's own variables are no settings: portico refuses
         # unknown PORTICO_* variables.
