@@ -108,9 +108,7 @@ class Portico:
             self.settings["caddy_managed"] = "true"
             self.settings["caddy_admin"] = f"127.0.0.1:{free_port()}"
         self.settings.update(settings or {})
-        # The harness's own variables are no settings: portico refuses
-        # unknown PORTICO_* variables.
-        self.env = {k: v for k, v in os.environ.items() if k not in ("PORTICO_BIN", "PORTICO_SOURCE_DIR")}
+        self.env = dict(os.environ)
         self.env.update(env or {})
         self.log_path = self.dir / "portico.log"
         self.proc = None
