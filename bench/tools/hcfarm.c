@@ -55,7 +55,8 @@ int main(int argc, char **argv)
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         socklen_t len = sizeof(sa);
-        if (fd < 0 || fd >= MAX_FD || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 128) != 0) {
+        if (fd < 0 || fd >= MAX_FD || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+            listen(fd, 128) != 0) {
             fprintf(stderr, "hcfarm: listener %d: %s\n", i, strerror(errno));
             return 1;
         }
