@@ -129,12 +129,12 @@ int ptc_sock_accept(int lfd, ptc_sockaddr *peer)
     return fd < 0 ? -errno : fd;
 }
 
-int ptc_sock_connect(const ptc_sockaddr *addr)
+int ptc_sock_connect(const struct sockaddr *sa, socklen_t len)
 {
-    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 && errno != EINPROGRESS) {
+    if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
         int rc = -errno;
         close(fd);
         return rc;

@@ -34,7 +34,7 @@ int ptc_sock_accept(int lfd, ptc_sockaddr *peer);
 /* Starts a non-blocking connect.  Returns the descriptor (the connection
  * may still be in progress: wait for writability, then
  * ptc_sock_connect_result) or -errno. */
-int ptc_sock_connect(const ptc_sockaddr *addr);
+int ptc_sock_connect(const struct sockaddr *sa, socklen_t len);
 /* The outcome of a non-blocking connect (SO_ERROR): 0 or -errno. */
 int ptc_sock_connect_result(int fd);
 /* Disables Nagle's algorithm: the proxy writes whole messages. */

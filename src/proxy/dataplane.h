@@ -77,6 +77,15 @@ void ptc_dp_snapshot_discard(ptc_dp_snapshot *snap);
  * the workers. */
 uint64_t ptc_dataplane_publish(ptc_dataplane *dp, ptc_dp_snapshot *snap);
 
+/* Health hook (issue 5): marks every upstream configured as host:port in
+ * the snapshots alive now healthy or not, at once and without a rebuild;
+ * workers send traffic only to healthy upstreams and answer 503
+ * NO_HEALTHY_UPSTREAM when a route has none.  Upstreams start healthy, and
+ * an address no snapshot uses any more forgets its verdict.  Returns 0, or
+ * -ENOENT when no snapshot names host:port.  Thread-safe; never blocks on
+ * the workers. */
+int ptc_dp_upstream_set_healthy(const char *host, unsigned port, bool healthy);
+
 /* Stops accepting, lets requests in flight finish for at most drain_ms,
  * then closes everything and joins the workers. */
 void ptc_dataplane_stop(ptc_dataplane *dp, unsigned drain_ms);
