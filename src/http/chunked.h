@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define PTC_HTTP_CHUNK_EXT_MAX 4096   /* bytes of extensions per chunk line */
+#define PTC_HTTP_CHUNK_EXT_MAX 4096   /* bytes of extensions per chunk line, the first ';' included */
 #define PTC_HTTP_TRAILER_MAX 16384    /* bytes of trailer fields */
 
 typedef struct ptc_http_chunked {
@@ -27,11 +27,14 @@ void ptc_http_chunked_init(ptc_http_chunked *c);
 /* Decodes buf[0..len) in place: the data bytes found are moved to the front
  * of buf.  Returns the number of data bytes (>= 0) and sets *consumed to
  * the input bytes used (less than len only when c->done became true: the
- * rest belongs to the next message), or returns -1 on a framing error. */
+ * rest belongs to the next message), or returns -1 on a framing error
+ * (answer 400, or drop the upstream connection).  Errors are sticky; once
+ * done, further calls consume nothing.  Any split of the input gives the
+ * same result, down to one byte per call. */
 ssize_t ptc_http_chunked_decode(ptc_http_chunked *c, char *buf, size_t len, size_t *consumed);
 
-/* Writes the size line for a chunk of n data bytes ("%zx\r\n") into out
- * (at least 19 bytes) and returns its length.  The caller sends the data,
+/* Writes the size line for a chunk of n data bytes ("%zx\r\n") and a NUL
+ * into out (at least 19 bytes) and returns its length (without the NUL).  The caller sends the data,
  * then "\r\n"; the last chunk is "0\r\n\r\n". */
 size_t ptc_http_chunk_head(char *out, size_t n);
 

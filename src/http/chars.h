@@ -1,0 +1,69 @@
+/* Character classes and word-at-a-time scanners shared by the HTTP code
+ * (internal to src/http).  One 256-byte table answers every "may this byte
+ * appear here" question with a load and a mask, so the hot loops make no
+ * function calls per byte. */
+#ifndef PTC_HTTP_CHARS_H
+#define PTC_HTTP_CHARS_H
+
+#include <stdint.h>
+#include <string.h>
+
+enum {
+    PTC_HC_TCHAR = 0x01,  /* token (RFC 9110 §5.6.2): field names, methods, codings */
+    PTC_HC_VALUE = 0x02,  /* field-value byte: HTAB, SP, VCHAR, obs-text (0x80-0xff) */
+    PTC_HC_TARGET = 0x04, /* request-target byte: VCHAR except '#' */
+    PTC_HC_PATH = 0x08,   /* raw path byte kept by normalisation ('%' is handled apart) */
+    PTC_HC_UNRES = 0x10,  /* RFC 3986 unreserved: decoded when percent-encoded */
+    PTC_HC_HOST = 0x20,   /* reg-name byte accepted in Host: ALPHA DIGIT - . _ */
+    PTC_HC_HEX = 0x40,
+};
+
+extern const uint8_t ptc_http_chars[256];
+
+#define PTC_HC(c, cls) (ptc_http_chars[(uint8_t)(c)] & (cls))
+
+static inline unsigned ptc_http_hexval(uint8_t c)
+{
+    return c <= '9' ? (unsigned)c - '0' : ((unsigned)c | 0x20u) - 'a' + 10;
+}
+
+#define PTC_HC_ONES 0x0101010101010101ull
+#define PTC_HC_HIGHS 0x8080808080808080ull
+/* Non-zero when some byte of v is zero (exact as a yes/no answer). */
+#define PTC_HC_HASZERO(v) (((v)-PTC_HC_ONES) & ~(v)&PTC_HC_HIGHS)
+
+/* The first CR or LF in [p, end), or end. */
+static inline const char *ptc_http_find_crlf(const char *p, const char *end)
+{
+    while (end - p >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        uint64_t cr = v ^ (PTC_HC_ONES * '\r'), lf = v ^ (PTC_HC_ONES * '\n');
+        if (PTC_HC_HASZERO(cr) | PTC_HC_HASZERO(lf))
+            break;
+        p += 8;
+    }
+    while (p < end && *p != '\r' && *p != '\n')
+        p++;
+    return p;
+}
+
+/* The first control byte (0x00-0x1f or DEL, HTAB included) in [p, end), or
+ * end: what ends or breaks a field value. */
+static inline const char *ptc_http_find_ctl(const char *p, const char *end)
+{
+    while (end - p >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        uint64_t low = (v - PTC_HC_ONES * 0x20) & ~v & PTC_HC_HIGHS; /* some byte < 0x20 */
+        uint64_t del = v ^ (PTC_HC_ONES * 0x7f);
+        if (low | PTC_HC_HASZERO(del))
+            break;
+        p += 8;
+    }
+    while (p < end && (uint8_t)*p >= 0x20 && (uint8_t)*p != 0x7f)
+        p++;
+    return p;
+}
+
+#endif
