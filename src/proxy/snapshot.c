@@ -383,6 +383,8 @@ ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_route *routes, size_t n_rout
         out->upstreams = &s->upstreams[u];
         out->n_upstreams = (uint32_t)in->n_upstreams;
         out->stat_idx = reg_intern(&g_stats, out->name, strlen(out->name), &added);
+        if (out->stat_idx + 1 > s->stat_limit)
+            s->stat_limit = out->stat_idx + 1;
         for (size_t j = 0; j < in->n_upstreams; j++, u++) {
             s->upstreams[u].label = arena;
             arena += sprintf(arena, "%s:%u", in->upstreams[j].host, in->upstreams[j].port) + 1;

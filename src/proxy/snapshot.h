@@ -58,6 +58,7 @@ struct ptc_dp_snapshot {
     ptc_router *router;
     ptc_snap_route *routes;
     size_t n_routes;
+    uint32_t stat_limit; /* 1 + the largest stat_idx of its routes */
     ptc_snap_upstream *upstreams;
     size_t n_upstreams;
     /* Certificates: an open-addressing table of names (a wildcard under its
