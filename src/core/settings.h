@@ -21,7 +21,7 @@
     X(API_TOKEN, api_token, STR, "", "", PTC_SETTING_SECRET,                                                 \
       "bearer token every API call but the health check must carry; empty: none (loopback only)")            \
     X(API_TOKEN_FILE, api_token_file, STR, "", "", 0, "file holding api_token (its first line)")             \
-    X(ENGINE, engine, ENUM, "builtin", "builtin|nginx|caddy", 0, "what serves the traffic")                  \
+    X(ENGINE, engine, ENUM, "builtin", "builtin|nginx", 0, "what serves the traffic")                  \
     X(HTTP_LISTEN, http_listen, ADDR, "0.0.0.0:8080", "", 0, "plain HTTP listener of the data plane")         \
     X(HTTPS_LISTEN, https_listen, ADDROPT, "0.0.0.0:8443", "", 0, "HTTPS listener of the data plane; empty: none") \
     X(STATE_DIR, state_dir, STR, "./var", "", 0, "folder for the store, certificates and generated files")   \

@@ -1,0 +1,122 @@
+/* What the API's handlers share: the API context, one call's context, and
+ * the helpers that answer (NGINX Unit's controller pattern: parse, validate,
+ * apply, answer with a status, a code, a message and details). */
+#ifndef PTC_API_INTERNAL_H
+#define PTC_API_INTERNAL_H
+
+#include "api/api.h"
+#include "model/state.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PTC_API_BODY_MAX (64 * 1024)
+
+struct ptc_api {
+    const ptc_settings *settings;
+    ptc_store *store;
+    ptc_engine *engine;
+    struct MHD_Daemon *daemon;
+    char *token;               /* NULL: no authentication */
+    int64_t started_at;
+    pthread_mutex_t apply_lock; /* one change at a time, held from reading the state to committing */
+    pthread_mutex_t state_lock; /* guards the state pointer only (held for a retain) */
+    const ptc_state *state;     /* the committed desired state, as the engine serves it */
+};
+
+/* One call: what the handler reads and what it answers. */
+typedef struct ptc_call {
+    ptc_api *api;
+    const char *method;
+    const char *path;
+    struct MHD_Connection *conn;
+    char correlation_id[72];
+    char actor[96];
+    const char *body; /* NUL-terminated, may be empty */
+    size_t body_len;
+    const char *params[4]; /* path parameters, e.g. the {name} of /proxies/{name} */
+    /* the answer */
+    unsigned status;
+    json_t *reply; /* owned */
+    char *text;    /* a non-JSON reply (metrics, zone files), owned */
+    const char *content_type;
+} ptc_call;
+
+/* Answers status with body (reference taken over). */
+void ptc_call_reply(ptc_call *c, unsigned status, json_t *body);
+/* Answers the error shape {"error": {code, message, details}}; details is
+ * taken over (NULL for none) and gains the correlation id. */
+void ptc_call_error(ptc_call *c, unsigned status, const char *code, const char *message, json_t *details);
+/* Parses the body as a JSON object; on failure answers 400 INVALID_JSON
+ * and returns NULL.  An empty body is {} when empty_ok. */
+json_t *ptc_call_json_body(ptc_call *c, bool empty_ok);
+/* A query argument, or NULL. */
+const char *ptc_call_query(ptc_call *c, const char *name);
+
+/* The committed state, retained for the caller (release it). */
+const ptc_state *ptc_api_state(ptc_api *api);
+
+/* An audit entry for this call (correlation id, actor and time filled in). */
+void ptc_api_audit(ptc_call *c, const char *action, const char *droplet, const char *domain, const char *result,
+                   const char *error_code, const char *detail);
+/* An audit entry for a call already answered with an error: the result,
+ * code and message are read from the answer. */
+void ptc_api_audit_failure(ptc_call *c, const char *action, const char *droplet, const char *domain);
+
+/* ---- the apply pipeline (apply.c) ---- */
+
+/* A change to apply: how to build the next state from the current one.
+ * build() runs under the apply lock with the committed state and the
+ * number the revision will get; it returns the next state (new reference),
+ * or NULL after answering the call itself (404, 409, ...), or cur retained
+ * when nothing changes.  commit() writes the change to the store (NULL:
+ * the proxies of next, as revision rev); it returns 0 or -errno. */
+typedef struct ptc_change {
+    const char *action;  /* audit action, e.g. "proxy.put" */
+    const char *droplet; /* for the audit entry, may be NULL */
+    const char *domain;
+    char summary[160];   /* for the revision */
+    const ptc_state *(*build)(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg);
+    int (*commit)(ptc_call *c, const ptc_state *cur, const ptc_state *next, int64_t rev, void *arg);
+    void *arg;
+    /* what to verify through the engine afterwards (domain NULL: nothing) */
+    const char *verify_domain;
+    const char *verify_path;
+    bool verify_gone;
+} ptc_change;
+
+typedef enum ptc_apply_status {
+    PTC_APPLY_DONE,      /* applied and committed; *revision set */
+    PTC_APPLY_UNCHANGED, /* build() returned the current state */
+    PTC_APPLY_ANSWERED,  /* build() or a failed step answered the call already */
+} ptc_apply_status;
+
+/* Runs DESIGN §3 steps 3-8 for chg: build the next state, let the engine
+ * apply it (backup, write, test, reload, verify, rollback), commit it as a
+ * revision, publish it, audit it.  On success *report is the engine's
+ * report (new reference) and *next the committed state (retained).  On an
+ * engine or store failure the call is answered with the error.  Blocks. */
+ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, const ptc_state **next);
+
+/* Health gating (DESIGN §2.1): when p->require_healthy, probes every
+ * upstream's health path; answers 503 UPSTREAM_UNHEALTHY (with each
+ * upstream's result in details) and returns false when none is healthy. */
+bool ptc_api_gate(ptc_call *c, const ptc_proxy *p);
+
+/* ---- handlers (one file per resource) ---- */
+void ptc_api_proxies_list(ptc_call *c);
+void ptc_api_proxy_get(ptc_call *c);
+void ptc_api_proxy_put(ptc_call *c);
+void ptc_api_proxy_delete(ptc_call *c);
+void ptc_api_health(ptc_call *c);
+void ptc_api_audit_list(ptc_call *c);
+void ptc_api_revisions_list(ptc_call *c);
+void ptc_api_revision_restore(ptc_call *c);
+void ptc_api_certs_list(ptc_call *c);
+void ptc_api_cert_get(ptc_call *c);
+void ptc_api_cert_put(ptc_call *c);
+void ptc_api_cert_delete(ptc_call *c);
+
+#endif

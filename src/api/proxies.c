@@ -1,0 +1,215 @@
+/* /proxies: list, get, put (create or update) and delete (DESIGN §2.1). */
+#include "api/api_internal.h"
+
+#include "core/mem.h"
+#include "core/util.h"
+#include "model/validate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The API form of p with what the state knows about it. */
+static json_t *proxy_json(const ptc_state *s, const ptc_proxy *p)
+{
+    return ptc_proxy_to_api(p, ptc_state_cert_for(s, p->domain) != NULL);
+}
+
+void ptc_api_proxies_list(ptc_call *c)
+{
+    const ptc_state *s = ptc_api_state(c->api);
+    json_t *list = json_array();
+    for (size_t i = 0; i < s->n_proxies; i++)
+        json_array_append_new(list, proxy_json(s, s->proxies[i]));
+    ptc_state_release(s);
+    ptc_call_reply(c, 200, list);
+}
+
+static bool valid_name_or_answer(ptc_call *c, const char *name)
+{
+    if (ptc_valid_name(name))
+        return true;
+    ptc_call_error(c, 400, "INVALID_CONFIG", "the proxy name is not valid",
+                   json_pack("{s:{s:s}}", "fields", "name", "must match ^[a-z0-9][a-z0-9_-]{0,62}$"));
+    return false;
+}
+
+void ptc_api_proxy_get(ptc_call *c)
+{
+    const char *name = c->params[0];
+    const ptc_state *s = ptc_api_state(c->api);
+    const ptc_proxy *p = ptc_state_proxy(s, name);
+    if (p)
+        ptc_call_reply(c, 200, proxy_json(s, p));
+    else if (valid_name_or_answer(c, name))
+        ptc_call_error(c, 404, "PROXY_NOT_FOUND", "no proxy has this name", json_pack("{s:s}", "name", name));
+    ptc_state_release(s);
+}
+
+static ptc_proxy_defaults defaults_of(const ptc_settings *s)
+{
+    return (ptc_proxy_defaults){
+        .health_check_path = ptc_settings_get(s, PTC_SET_HEALTH_CHECK_PATH),
+        .health_check_timeout_ms = (unsigned)ptc_settings_int(s, PTC_SET_HEALTH_CHECK_TIMEOUT_MS),
+        .health_check_interval_ms = (unsigned)ptc_settings_int(s, PTC_SET_HEALTH_CHECK_INTERVAL_MS),
+    };
+}
+
+typedef struct put_arg {
+    ptc_proxy *proxy; /* the requested spec */
+    bool created;
+} put_arg;
+
+static const ptc_state *build_put(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg)
+{
+    put_arg *a = arg;
+    const ptc_proxy *old = ptc_state_proxy(cur, a->proxy->name);
+    const ptc_proxy *owner = ptc_state_route_owner(cur, a->proxy->domain, a->proxy->path_prefix);
+    int64_t now = ptc_now_ms();
+
+    if (owner && strcmp(owner->name, a->proxy->name) != 0) {
+        ptc_call_error(c, 409, "ROUTE_CONFLICT", "another proxy already routes this domain and path prefix",
+                       json_pack("{s:s, s:s, s:s}", "domain", owner->domain, "path_prefix", owner->path_prefix,
+                                 "owner", owner->name));
+        return NULL;
+    }
+    if (old && ptc_proxy_spec_equal(old, a->proxy))
+        return ptc_state_retain(cur);
+    ptc_proxy *p = ptc_proxy_clone(a->proxy);
+    p->created_at = old ? old->created_at : now;
+    p->updated_at = now;
+    p->revision = rev;
+    a->created = old == NULL;
+    return ptc_state_put_proxy(cur, p);
+}
+
+void ptc_api_proxy_put(ptc_call *c)
+{
+    const char *name = c->params[0];
+    json_t *body = NULL, *errors = json_object(), *report = NULL;
+    ptc_proxy_defaults defs = defaults_of(c->api->settings);
+    put_arg arg = {0};
+    const ptc_state *next = NULL, *cur = NULL;
+    const char *domain = NULL;
+
+    body = ptc_call_json_body(c, false);
+    if (body == NULL)
+        goto fail;
+    domain = json_string_value(json_object_get(body, "domain"));
+    arg.proxy = ptc_proxy_from_request(body, name, &defs, errors);
+    if (arg.proxy == NULL) {
+        ptc_call_error(c, 400, "INVALID_CONFIG", "the proxy configuration is not valid",
+                       json_pack("{s:O}", "fields", errors));
+        goto fail;
+    }
+    domain = arg.proxy->domain;
+    /* An equal spec answers at once: no gate, no revision, no reload. */
+    cur = ptc_api_state(c->api);
+    const ptc_proxy *old = ptc_state_proxy(cur, name);
+    if (old && ptc_proxy_spec_equal(old, arg.proxy)) {
+        json_t *out = proxy_json(cur, old);
+        json_object_set_new(out, "apply", json_pack("{s:b}", "changed", 0));
+        ptc_call_reply(c, 200, out);
+        ptc_api_audit(c, "proxy.put", name, domain, "unchanged", NULL, "the spec is unchanged");
+        goto out;
+    }
+    if (!ptc_api_gate(c, arg.proxy))
+        goto fail;
+
+    ptc_change chg = {
+        .action = "proxy.put",
+        .droplet = name,
+        .domain = domain,
+        .build = build_put,
+        .arg = &arg,
+        .verify_domain = arg.proxy->domain,
+        .verify_path = arg.proxy->path_prefix,
+    };
+    snprintf(chg.summary, sizeof(chg.summary), "put %s", name);
+    switch (ptc_api_apply(c, &chg, &report, &next)) {
+    case PTC_APPLY_DONE: {
+        json_t *out = proxy_json(next, ptc_state_proxy(next, name));
+        json_object_set_new(report, "changed", json_true());
+        json_object_set_new(out, "apply", report);
+        report = NULL;
+        ptc_call_reply(c, arg.created ? 201 : 200, out);
+        break;
+    }
+    case PTC_APPLY_UNCHANGED: {
+        const ptc_state *s = ptc_api_state(c->api);
+        json_t *out = proxy_json(s, ptc_state_proxy(s, name));
+        json_object_set_new(out, "apply", json_pack("{s:b}", "changed", 0));
+        ptc_call_reply(c, 200, out);
+        ptc_state_release(s);
+        break;
+    }
+    case PTC_APPLY_ANSWERED:
+        break;
+    }
+    goto out;
+fail:
+    ptc_api_audit_failure(c, "proxy.put", name, domain);
+out:
+    json_decref(report);
+    ptc_state_release(next);
+    ptc_state_release(cur);
+    ptc_proxy_release(arg.proxy);
+    json_decref(errors);
+    json_decref(body);
+}
+
+static const ptc_state *build_delete(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg)
+{
+    const char *name = arg;
+    (void)rev;
+    if (ptc_state_proxy(cur, name) == NULL) {
+        ptc_call_error(c, 404, "PROXY_NOT_FOUND", "no proxy has this name", json_pack("{s:s}", "name", name));
+        return NULL;
+    }
+    return ptc_state_delete_proxy(cur, name);
+}
+
+void ptc_api_proxy_delete(ptc_call *c)
+{
+    const char *name = c->params[0];
+    const ptc_state *cur = ptc_api_state(c->api), *next = NULL;
+    const ptc_proxy *p = ptc_state_proxy(cur, name);
+    json_t *report = NULL;
+    char *domain = p ? ptc_xstrdup(p->domain) : NULL;
+    char *prefix = p ? ptc_xstrdup(p->path_prefix) : NULL;
+    bool last_of_domain = true;
+
+    if (!valid_name_or_answer(c, name)) {
+        ptc_api_audit_failure(c, "proxy.delete", NULL, NULL);
+        goto out;
+    }
+    for (size_t i = 0; p && i < cur->n_proxies; i++)
+        if (cur->proxies[i] != p && strcmp(cur->proxies[i]->domain, p->domain) == 0)
+            last_of_domain = false;
+    ptc_change chg = {
+        .action = "proxy.delete",
+        .droplet = name,
+        .domain = domain,
+        .build = build_delete,
+        .arg = (void *)name,
+        /* Gone means the engine's own 404, which only holds once the
+         * domain's last route is gone. */
+        .verify_domain = last_of_domain ? domain : NULL,
+        .verify_path = prefix,
+        .verify_gone = true,
+    };
+    snprintf(chg.summary, sizeof(chg.summary), "delete %s", name);
+    if (ptc_api_apply(c, &chg, &report, &next) == PTC_APPLY_DONE) {
+        json_object_set_new(report, "changed", json_true());
+        ptc_call_reply(c, 200,
+                       json_pack("{s:s, s:s, s:b, s:o}", "droplet_name", name, "domain", domain, "deleted", 1,
+                                 "apply", report));
+        report = NULL;
+    }
+out:
+    json_decref(report);
+    ptc_state_release(next);
+    ptc_state_release(cur);
+    free(domain);
+    free(prefix);
+}

@@ -1,0 +1,175 @@
+/* The builtin engine: portico's own data plane in this process.  A change
+ * is a new routing snapshot built on this (control-plane) thread and
+ * published with one atomic swap: no reload, no dropped connection.
+ * Validation already happened in the API; what can still fail here is
+ * building the snapshot (an upstream name that does not resolve, a
+ * certificate OpenSSL refuses), and then nothing is published. */
+#include "engine/engine.h"
+
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/util.h"
+#include "engine/verify.h"
+#include "proxy/dataplane.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct builtin {
+    ptc_dataplane *dp;
+    uint64_t generation;
+    bool started;
+} builtin;
+
+/* Translates the desired state into the data plane's route and
+ * certificate descriptions (borrowing the state's strings) and builds a
+ * snapshot.  Returns NULL with the reason in err. */
+static ptc_dp_snapshot *build_snapshot(const ptc_state *st, char *err, size_t errlen)
+{
+    size_t n_up = 0;
+    for (size_t i = 0; i < st->n_proxies; i++)
+        n_up += st->proxies[i]->n_upstreams;
+    ptc_dp_route *routes = ptc_xcalloc(st->n_proxies + 1, sizeof(*routes));
+    ptc_dp_upstream *ups = ptc_xcalloc(n_up + 1, sizeof(*ups));
+    ptc_dp_cert *certs = ptc_xcalloc(st->n_certs + 1, sizeof(*certs));
+    size_t u = 0;
+
+    for (size_t i = 0; i < st->n_proxies; i++) {
+        const ptc_proxy *p = st->proxies[i];
+        ptc_dp_route *r = &routes[i];
+        r->name = p->name;
+        r->domain = p->domain;
+        r->path_prefix = p->path_prefix;
+        r->strip_prefix = p->strip_prefix;
+        r->upstreams = &ups[u];
+        r->n_upstreams = p->n_upstreams;
+        for (size_t k = 0; k < p->n_upstreams; k++, u++)
+            ups[u] = (ptc_dp_upstream){p->upstreams[k].host, p->upstreams[k].port, p->upstreams[k].weight};
+        r->websocket = p->websocket;
+        r->security_headers = p->security_headers;
+        r->https_only = p->enable_ssl && ptc_state_cert_for(st, p->domain) != NULL;
+        r->max_body_size = p->max_body_size;
+    }
+    for (size_t i = 0; i < st->n_certs; i++)
+        certs[i] = (ptc_dp_cert){st->certs[i]->domain, st->certs[i]->cert_pem, st->certs[i]->key_pem};
+    ptc_dp_snapshot *snap = ptc_dp_snapshot_build(routes, st->n_proxies, certs, st->n_certs, err, errlen);
+    free(routes);
+    free(ups);
+    free(certs);
+    return snap;
+}
+
+static int builtin_start(ptc_engine *e, const ptc_state *state, char *err, size_t errlen)
+{
+    builtin *b = e->impl;
+    ptc_dp_snapshot *snap = build_snapshot(state, err, errlen);
+    int rc;
+    if (snap == NULL)
+        return -EINVAL;
+    b->generation = ptc_dataplane_publish(b->dp, snap);
+    rc = ptc_dataplane_start(b->dp);
+    if (rc != 0) {
+        snprintf(err, errlen, "data plane: cannot start the workers (%s)", strerror(-rc));
+        return rc;
+    }
+    b->started = true;
+    ptc_log_info("builtin engine serving", PTC_LS("http_listen", ptc_settings_get(e->settings, PTC_SET_HTTP_LISTEN)),
+                 PTC_LS("https_listen", ptc_settings_get(e->settings, PTC_SET_HTTPS_LISTEN)),
+                 PTC_LI("routes", state->n_proxies), PTC_LI("certificates", state->n_certs));
+    return 0;
+}
+
+static void builtin_apply(ptc_engine *e, const ptc_apply_request *req, ptc_apply_result *res)
+{
+    builtin *b = e->impl;
+    int64_t t0 = ptc_mono_ms();
+    char err[512] = "";
+    ptc_dp_snapshot *snap = build_snapshot(req->next, err, sizeof(err));
+
+    if (snap == NULL) {
+        res->code = "ENGINE_APPLY_FAILED";
+        snprintf(res->message, sizeof(res->message), "the data plane refused the change: %.400s", err);
+        res->details = json_pack("{s:s}", "reason", err);
+        res->report = json_pack("{s:s, s:I}", "engine", "builtin", "duration_ms", (json_int_t)(ptc_mono_ms() - t0));
+        return;
+    }
+    b->generation = ptc_dataplane_publish(b->dp, snap);
+    int64_t swapped = ptc_mono_ms();
+    res->report = json_pack("{s:s, s:I, s:I, s:I}", "engine", "builtin", "generation", (json_int_t)b->generation,
+                            "swap_ms", (json_int_t)(swapped - t0), "routes", (json_int_t)req->next->n_proxies);
+    if (req->verify_domain) {
+        const ptc_proxy *p = NULL;
+        for (size_t i = 0; i < req->next->n_proxies && p == NULL; i++)
+            if (strcmp(req->next->proxies[i]->domain, req->verify_domain) == 0)
+                p = req->next->proxies[i];
+        bool tls = p && p->enable_ssl && ptc_state_cert_for(req->next, p->domain);
+        ptc_verify_result v;
+        ptc_verify_route(ptc_settings_get(e->settings, tls ? PTC_SET_HTTPS_LISTEN : PTC_SET_HTTP_LISTEN), tls,
+                         req->verify_domain, req->verify_path, req->verify_gone, 5000, &v);
+        json_object_set_new(res->report, "verify", ptc_verify_to_json(&v));
+    }
+    json_object_set_new(res->report, "duration_ms", json_integer(ptc_mono_ms() - t0));
+}
+
+static json_t *builtin_status(ptc_engine *e, ptc_health_level *level)
+{
+    builtin *b = e->impl;
+    *level = b->started ? PTC_HEALTHY : PTC_UNHEALTHY;
+    return json_pack("{s:b, s:I, s:s, s:s}", "serving", b->started, "generation", (json_int_t)b->generation,
+                     "http_listen", ptc_settings_get(e->settings, PTC_SET_HTTP_LISTEN), "https_listen",
+                     ptc_settings_get(e->settings, PTC_SET_HTTPS_LISTEN));
+}
+
+static void builtin_metrics(ptc_engine *e, ptc_buf *out)
+{
+    builtin *b = e->impl;
+    ptc_dataplane_metrics(b->dp, out);
+}
+
+static void builtin_destroy(ptc_engine *e)
+{
+    builtin *b = e->impl;
+    if (b->started)
+        ptc_dataplane_stop(b->dp, (unsigned)ptc_settings_int(e->settings, PTC_SET_DRAIN_TIMEOUT_MS));
+    ptc_dataplane_destroy(b->dp);
+    free(b);
+    free(e);
+}
+
+static const ptc_engine_ops builtin_ops = {
+    .name = "builtin",
+    .start = builtin_start,
+    .apply = builtin_apply,
+    .status = builtin_status,
+    .metrics = builtin_metrics,
+    .destroy = builtin_destroy,
+};
+
+ptc_engine *ptc_engine_builtin_create(const ptc_settings *s, char *err, size_t errlen)
+{
+    ptc_dp_config cfg = {
+        .http_listen = ptc_settings_get(s, PTC_SET_HTTP_LISTEN),
+        .https_listen = ptc_settings_get(s, PTC_SET_HTTPS_LISTEN),
+        .workers = (unsigned)ptc_settings_int(s, PTC_SET_WORKERS),
+        .trusted_proxies = ptc_settings_get(s, PTC_SET_TRUSTED_PROXIES),
+        .access_log = ptc_settings_get(s, PTC_SET_ACCESS_LOG),
+        .max_body_size = (uint64_t)ptc_settings_int(s, PTC_SET_MAX_BODY_SIZE),
+        .header_timeout_ms = (unsigned)ptc_settings_int(s, PTC_SET_HEADER_TIMEOUT_MS),
+        .idle_timeout_ms = (unsigned)ptc_settings_int(s, PTC_SET_IDLE_TIMEOUT_MS),
+        .body_min_rate = (unsigned)ptc_settings_int(s, PTC_SET_BODY_MIN_RATE),
+        .upstream_connect_timeout_ms = (unsigned)ptc_settings_int(s, PTC_SET_UPSTREAM_CONNECT_TIMEOUT_MS),
+        .upstream_timeout_ms = (unsigned)ptc_settings_int(s, PTC_SET_UPSTREAM_TIMEOUT_MS),
+    };
+    ptc_dataplane *dp = ptc_dataplane_create(&cfg, err, errlen);
+    if (dp == NULL)
+        return NULL;
+    ptc_engine *e = ptc_xcalloc(1, sizeof(*e));
+    builtin *b = ptc_xcalloc(1, sizeof(*b));
+    b->dp = dp;
+    e->ops = &builtin_ops;
+    e->settings = s;
+    e->impl = b;
+    return e;
+}

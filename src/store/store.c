@@ -1,0 +1,164 @@
+/* The store front: picks the backend from the spec and serialises calls
+ * (see store.h). */
+#include "store/store.h"
+
+#include "core/mem.h"
+#include "core/util.h"
+#include "store/store_impl.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ptc_store {
+    const ptc_store_ops *ops;
+    void *backend;
+    pthread_mutex_t lock; /* one call at a time: backends keep one connection */
+};
+
+ptc_store *ptc_store_open(const char *spec, const char *state_dir, char *err, size_t errlen)
+{
+    ptc_store *st = NULL;
+    char *path = NULL;
+    void *b = NULL;
+    const ptc_store_ops *ops = &ptc_store_sqlite_ops;
+
+    if (spec[0] == '\0') {
+        int rc = ptc_mkdir_p(state_dir, 0700);
+        if (rc != 0) {
+            snprintf(err, errlen, "state_dir %s: %s", state_dir, strerror(-rc));
+            goto out;
+        }
+        path = ptc_path_join(state_dir, "portico.db");
+    } else if (ptc_str_has_prefix(spec, "sqlite:")) {
+        path = ptc_xstrdup(spec + 7);
+    } else if (ptc_str_has_prefix(spec, "postgres://") || ptc_str_has_prefix(spec, "postgresql://")) {
+        snprintf(err, errlen, "store: the PostgreSQL backend is not part of this build yet");
+        goto out;
+    } else {
+        snprintf(err, errlen, "store: expected sqlite:PATH or postgres://..., got an unknown scheme");
+        goto out;
+    }
+    b = ptc_store_sqlite_open(path, err, errlen);
+    if (b == NULL)
+        goto out;
+    st = ptc_xcalloc(1, sizeof(*st));
+    st->ops = ops;
+    st->backend = b;
+    pthread_mutex_init(&st->lock, NULL);
+out:
+    free(path);
+    return st;
+}
+
+void ptc_store_close(ptc_store *st)
+{
+    if (st == NULL)
+        return;
+    st->ops->close(st->backend);
+    pthread_mutex_destroy(&st->lock);
+    free(st);
+}
+
+/* Runs one backend call under the store's lock. */
+#define LOCKED(st, call)                                                                                     \
+    do {                                                                                                     \
+        pthread_mutex_lock(&(st)->lock);                                                                     \
+        int rc_ = (call);                                                                                    \
+        pthread_mutex_unlock(&(st)->lock);                                                                   \
+        return rc_;                                                                                          \
+    } while (0)
+
+int ptc_store_load_state(ptc_store *st, ptc_state **out)
+{
+    LOCKED(st, st->ops->load_state(st->backend, out));
+}
+
+int ptc_store_next_revision(ptc_store *st, int64_t *number)
+{
+    LOCKED(st, st->ops->next_revision(st->backend, number));
+}
+
+int ptc_store_commit(ptc_store *st, const ptc_state *prev, const ptc_state *next, const ptc_revision *meta)
+{
+    LOCKED(st, st->ops->commit(st->backend, prev, next, meta));
+}
+
+int ptc_store_state_at(ptc_store *st, int64_t n, ptc_state **out)
+{
+    LOCKED(st, st->ops->state_at(st->backend, n, out));
+}
+
+int ptc_store_revisions(ptc_store *st, size_t limit, ptc_revision_list *out)
+{
+    LOCKED(st, st->ops->revisions(st->backend, limit, out));
+}
+
+int ptc_store_cert_put(ptc_store *st, const ptc_cert *c)
+{
+    LOCKED(st, st->ops->cert_put(st->backend, c));
+}
+
+int ptc_store_cert_delete(ptc_store *st, const char *domain)
+{
+    LOCKED(st, st->ops->cert_delete(st->backend, domain));
+}
+
+int ptc_store_audit_append(ptc_store *st, const ptc_audit_entry *e)
+{
+    LOCKED(st, st->ops->audit_append(st->backend, e));
+}
+
+int ptc_store_audit_list(ptc_store *st, int64_t since, size_t limit, ptc_audit_list *out)
+{
+    LOCKED(st, st->ops->audit_list(st->backend, since, limit, out));
+}
+
+int ptc_store_kv_get(ptc_store *st, const char *key, char **value)
+{
+    LOCKED(st, st->ops->kv_get(st->backend, key, value));
+}
+
+int ptc_store_kv_set(ptc_store *st, const char *key, const char *value)
+{
+    LOCKED(st, st->ops->kv_set(st->backend, key, value));
+}
+
+int ptc_store_schema_version(ptc_store *st)
+{
+    LOCKED(st, st->ops->schema_version(st->backend));
+}
+
+void ptc_audit_list_free(ptc_audit_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        ptc_audit_entry *e = &l->items[i];
+        free((char *)e->correlation_id);
+        free((char *)e->actor);
+        free((char *)e->action);
+        free((char *)e->droplet_name);
+        free((char *)e->domain);
+        free((char *)e->result);
+        free((char *)e->error_code);
+        free((char *)e->detail);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+void ptc_revision_list_free(ptc_revision_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        ptc_revision *r = &l->items[i];
+        free((char *)r->actor);
+        free((char *)r->action);
+        free((char *)r->correlation_id);
+        free((char *)r->summary);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}

@@ -1,0 +1,28 @@
+/* What a store backend provides: the functions of store.h, one table per
+ * backend.  Only store.c and the backends include this. */
+#ifndef PTC_STORE_IMPL_H
+#define PTC_STORE_IMPL_H
+
+#include "store/store.h"
+
+typedef struct ptc_store_ops {
+    void (*close)(void *b);
+    int (*load_state)(void *b, ptc_state **out);
+    int (*next_revision)(void *b, int64_t *number);
+    int (*commit)(void *b, const ptc_state *prev, const ptc_state *next, const ptc_revision *meta);
+    int (*state_at)(void *b, int64_t n, ptc_state **out);
+    int (*revisions)(void *b, size_t limit, ptc_revision_list *out);
+    int (*cert_put)(void *b, const ptc_cert *c);
+    int (*cert_delete)(void *b, const char *domain);
+    int (*audit_append)(void *b, const ptc_audit_entry *e);
+    int (*audit_list)(void *b, int64_t since, size_t limit, ptc_audit_list *out);
+    int (*kv_get)(void *b, const char *key, char **value);
+    int (*kv_set)(void *b, const char *key, const char *value);
+    int (*schema_version)(void *b);
+} ptc_store_ops;
+
+/* Backend constructors: NULL with the reason in err. */
+void *ptc_store_sqlite_open(const char *path, char *err, size_t errlen);
+extern const ptc_store_ops ptc_store_sqlite_ops;
+
+#endif

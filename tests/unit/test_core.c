@@ -1,0 +1,130 @@
+/* Core helpers: crash-safe writes, bounded reads, running programs with an
+ * argument vector and a deadline, command templates, JSON escaping, times. */
+#include "core/buf.h"
+#include "core/mem.h"
+#include "core/proc.h"
+#include "core/util.h"
+#include "testlib.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void test_atomic_write_and_read(void)
+{
+    char dir[] = "/tmp/portico-core-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char *path = ptc_path_join(dir, "f.conf");
+    CHECK_INT(ptc_file_write_atomic(path, "one", 3, 0600), 0);
+    CHECK_INT(ptc_file_write_atomic(path, "two!", 4, 0644), 0);
+    struct stat st;
+    CHECK_INT(stat(path, &st), 0);
+    CHECK_INT(st.st_mode & 0777, 0644);
+    char *data = NULL;
+    size_t len = 0;
+    CHECK_INT(ptc_file_read(path, 100, &data, &len), 0);
+    CHECK_STR(data, "two!");
+    CHECK_INT(len, 4);
+    free(data);
+    CHECK_INT(ptc_file_read(path, 3, &data, &len), -EFBIG);
+    char *missing = ptc_path_join(dir, "nope");
+    CHECK_INT(ptc_file_read(missing, 10, &data, &len), -ENOENT);
+    char *deep = ptc_path_join(dir, "a/b/c");
+    CHECK_INT(ptc_mkdir_p(deep, 0700), 0);
+    CHECK_INT(ptc_mkdir_p(deep, 0700), 0);
+    CHECK_INT(ptc_mkdir_p(path, 0700), -ENOTDIR);
+    /* A write into a folder that does not exist fails cleanly. */
+    char *bad = ptc_path_join(missing, "x");
+    CHECK_INT(ptc_file_write_atomic(bad, "x", 1, 0600), -ENOENT);
+    unlink(path);
+    char *b = ptc_path_join(dir, "a/b"), *a = ptc_path_join(dir, "a");
+    rmdir(deep);
+    rmdir(b);
+    rmdir(a);
+    rmdir(dir);
+    free(a);
+    free(b);
+    free(bad);
+    free(deep);
+    free(missing);
+    free(path);
+}
+
+static void test_proc_run(void)
+{
+    ptc_proc_result r;
+    const char *echo[] = {"/bin/sh", "-c", "echo out; echo err >&2; exit 3", NULL};
+    CHECK_INT(ptc_proc_run(echo, NULL, 5000, 1024, &r), 0);
+    CHECK_INT(r.exit_code, 3);
+    CHECK(!r.timed_out);
+    CHECK(strstr(ptc_buf_cstr(&r.output), "out") && strstr(ptc_buf_cstr(&r.output), "err"));
+    ptc_proc_result_free(&r);
+
+    const char *chatty[] = {"/bin/sh", "-c", "yes | head -c 100000", NULL};
+    CHECK_INT(ptc_proc_run(chatty, NULL, 5000, 1000, &r), 0);
+    CHECK_INT(r.output.len, 1000);
+    ptc_proc_result_free(&r);
+
+    const char *slow[] = {"/bin/sleep", "10", NULL};
+    int64_t t0 = ptc_mono_ms();
+    CHECK_INT(ptc_proc_run(slow, NULL, 200, 100, &r), 0);
+    CHECK(r.timed_out);
+    CHECK_INT(r.term_signal, 9);
+    CHECK(ptc_mono_ms() - t0 < 5000);
+    ptc_proc_result_free(&r);
+
+    const char *missing[] = {"/nonexistent/program", NULL};
+    CHECK(ptc_proc_run(missing, NULL, 1000, 100, &r) != 0);
+    ptc_proc_result_free(&r);
+}
+
+static void test_cmd_split(void)
+{
+    char **argv = NULL;
+    const char *nginx[] = {"/usr/sbin/nginx", "-c", "/x/nginx.conf", NULL};
+    ptc_cmd_subst subst[] = {{"{nginx_bin}", nginx}};
+    CHECK_INT(ptc_cmd_split("  {nginx_bin}   -s\treload ", subst, 1, &argv), 0);
+    char *joined = ptc_argv_join((const char *const *)argv);
+    CHECK_STR(joined, "/usr/sbin/nginx -c /x/nginx.conf -s reload");
+    free(joined);
+    ptc_argv_free(argv);
+    /* No shell: quotes and semicolons are plain characters. */
+    CHECK_INT(ptc_cmd_split("systemctl reload 'nginx;rm'", subst, 1, &argv), 0);
+    CHECK_STR(argv[2], "'nginx;rm'");
+    CHECK(argv[3] == NULL);
+    ptc_argv_free(argv);
+    CHECK_INT(ptc_cmd_split("   ", subst, 1, &argv), -EINVAL);
+}
+
+static void test_json_escape_and_time(void)
+{
+    ptc_buf b = PTC_BUF_INIT;
+    ptc_buf_append_json_str(&b, "a\"b\\c\n\x01");
+    CHECK_STR(ptc_buf_cstr(&b), "\"a\\\"b\\\\c\\n\\u0001\"");
+    ptc_buf_free(&b);
+    char t[32];
+    ptc_time_format(1700000000123LL, t, sizeof(t));
+    CHECK_STR(t, "2023-11-14T22:13:20.123Z");
+    int64_t ms;
+    CHECK_INT(ptc_time_parse(t, &ms), 0);
+    CHECK_INT(ms, 1700000000123LL);
+    CHECK_INT(ptc_time_parse("2023-11-14T22:13:20Z", &ms), 0);
+    CHECK_INT(ms, 1700000000000LL);
+    CHECK(ptc_time_parse("yesterday", &ms) != 0);
+    CHECK(ptc_str_equal_ct("secret", "secret"));
+    CHECK(!ptc_str_equal_ct("secret", "secreT"));
+    CHECK(!ptc_str_equal_ct("secret", "secret2"));
+    char hex[33];
+    ptc_random_hex(hex, 16);
+    CHECK_INT(strlen(hex), 32);
+}
+
+int main(void)
+{
+    RUN(test_atomic_write_and_read);
+    RUN(test_proc_run);
+    RUN(test_cmd_split);
+    RUN(test_json_escape_and_time);
+    TEST_EXIT();
+}

@@ -1,0 +1,172 @@
+/* The SQLite store: migrations, commits as revisions, the state at a
+ * revision, certificates, the audit trail and small values, across a
+ * reopen. */
+#include "core/mem.h"
+#include "core/util.h"
+#include "store/store.h"
+#include "testlib.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const ptc_proxy_defaults defs = {"/health", 1000, 5000};
+
+static ptc_proxy *mk(const char *name, const char *domain, unsigned port)
+{
+    char body[256];
+    snprintf(body, sizeof(body), "{\"domain\": \"%s\", \"upstream_port\": %u}", domain, port);
+    json_t *j = json_loads(body, 0, NULL), *errors = json_object();
+    ptc_proxy *p = ptc_proxy_from_request(j, name, &defs, errors);
+    json_decref(j);
+    json_decref(errors);
+    return p;
+}
+
+static int64_t commit(ptc_store *st, const ptc_state *prev, const ptc_state *next, const char *summary)
+{
+    int64_t rev = 0;
+    CHECK_INT(ptc_store_next_revision(st, &rev), 0);
+    ptc_revision meta = {.number = rev, .ts = ptc_now_ms(), .actor = "test", .action = "proxy.put",
+                         .correlation_id = "c1", .summary = summary};
+    CHECK_INT(ptc_store_commit(st, prev, next, &meta), 0);
+    return rev;
+}
+
+static void test_store_lifecycle(void)
+{
+    char dir[] = "/tmp/portico-store-XXXXXX";
+    char err[256];
+    CHECK(mkdtemp(dir) != NULL);
+    ptc_store *st = ptc_store_open("", dir, err, sizeof(err));
+    CHECK(st != NULL);
+    CHECK_INT(ptc_store_schema_version(st), 1);
+
+    char *db = ptc_path_join(dir, "portico.db");
+    struct stat sb;
+    CHECK_INT(stat(db, &sb), 0);
+    CHECK_INT(sb.st_mode & 0777, 0600);
+
+    ptc_state *s0 = NULL;
+    CHECK_INT(ptc_store_load_state(st, &s0), 0);
+    CHECK_INT(s0->n_proxies, 0);
+    CHECK_INT(s0->revision, 0);
+
+    ptc_state *s1 = ptc_state_put_proxy(s0, mk("a", "a.com", 1));
+    CHECK_INT(commit(st, s0, s1, "put a"), 1);
+    ptc_state *s2 = ptc_state_put_proxy(s1, mk("b", "b.com", 2));
+    CHECK_INT(commit(st, s1, s2, "put b"), 2);
+    ptc_state *s2b = ptc_state_delete_proxy(s2, "a");
+    ptc_state *s3 = ptc_state_put_proxy(s2b, mk("b", "b.com", 3));
+    ptc_state_release(s2b);
+    CHECK_INT(commit(st, s2, s3, "delete a, change b"), 3);
+
+    /* A taken revision number is a conflict, not an overwrite. */
+    ptc_revision dup = {.number = 3, .ts = 1, .summary = "dup"};
+    CHECK_INT(ptc_store_commit(st, s3, s1, &dup), -EEXIST);
+
+    ptc_state *at1 = NULL, *at2 = NULL, *now = NULL;
+    CHECK_INT(ptc_store_state_at(st, 1, &at1), 0);
+    CHECK_INT(at1->n_proxies, 1);
+    CHECK_STR(at1->proxies[0]->name, "a");
+    CHECK_INT(ptc_store_state_at(st, 2, &at2), 0);
+    CHECK_INT(at2->n_proxies, 2);
+    CHECK_INT(ptc_state_proxy(at2, "b")->upstreams[0].port, 2);
+    CHECK_INT(ptc_store_state_at(st, 99, &now), -ENOENT);
+
+    ptc_revision_list revs;
+    CHECK_INT(ptc_store_revisions(st, 10, &revs), 0);
+    CHECK_INT(revs.n, 3);
+    CHECK_INT(revs.items[0].number, 3);
+    CHECK_STR(revs.items[0].summary, "delete a, change b");
+    CHECK_INT(revs.items[0].n_proxies, 1);
+    ptc_revision_list_free(&revs);
+
+    ptc_audit_entry e = {.ts = 5000, .correlation_id = "abc", .actor = "local", .action = "proxy.put",
+                         .droplet_name = "a", .domain = "a.com", .result = "failure",
+                         .error_code = "NGINX_TEST_FAILED", .detail = "nginx said no"};
+    CHECK_INT(ptc_store_audit_append(st, &e), 0);
+    e.ts = 9000;
+    e.result = "success";
+    e.error_code = NULL;
+    CHECK_INT(ptc_store_audit_append(st, &e), 0);
+    ptc_audit_list al;
+    CHECK_INT(ptc_store_audit_list(st, 6000, 10, &al), 0);
+    CHECK_INT(al.n, 1);
+    CHECK_STR(al.items[0].result, "success");
+    CHECK(al.items[0].error_code == NULL);
+    ptc_audit_list_free(&al);
+    CHECK_INT(ptc_store_audit_list(st, 0, 10, &al), 0);
+    CHECK_INT(al.n, 2);
+    CHECK_STR(al.items[0].error_code, "NGINX_TEST_FAILED");
+    ptc_audit_list_free(&al);
+
+    ptc_cert *c = ptc_cert_new();
+    c->domain = strdup("b.com");
+    c->cert_pem = strdup("-----BEGIN CERTIFICATE-----\n");
+    c->key_pem = strdup("-----BEGIN PRIVATE KEY-----\n");
+    c->source = strdup("uploaded");
+    c->issuer = strdup("CN=test");
+    c->subject = strdup("CN=b.com");
+    c->fingerprint = strdup("00");
+    c->sans = calloc(1, sizeof(char *));
+    c->sans[0] = strdup("b.com");
+    c->n_sans = 1;
+    c->not_after = 123;
+    CHECK_INT(ptc_store_cert_put(st, c), 0);
+    ptc_cert_release(c);
+
+    char *v = NULL;
+    CHECK_INT(ptc_store_kv_get(st, "acme.account", &v), -ENOENT);
+    CHECK_INT(ptc_store_kv_set(st, "acme.account", "{}"), 0);
+    ptc_store_close(st);
+
+    /* Everything survives a reopen. */
+    st = ptc_store_open("", dir, err, sizeof(err));
+    CHECK(st != NULL);
+    CHECK_INT(ptc_store_load_state(st, &now), 0);
+    CHECK_INT(now->revision, 3);
+    CHECK_INT(now->n_proxies, 1);
+    CHECK_INT(ptc_state_proxy(now, "b")->upstreams[0].port, 3);
+    CHECK_INT(ptc_state_proxy(now, "b")->revision, 0); /* the spec keeps what the caller stored */
+    CHECK_INT(now->n_certs, 1);
+    CHECK_STR(now->certs[0]->sans[0], "b.com");
+    CHECK_INT(ptc_store_kv_get(st, "acme.account", &v), 0);
+    CHECK_STR(v, "{}");
+    free(v);
+    CHECK_INT(ptc_store_cert_delete(st, "b.com"), 0);
+    CHECK_INT(ptc_store_cert_delete(st, "b.com"), -ENOENT);
+    ptc_store_close(st);
+
+    ptc_state_release(s0);
+    ptc_state_release(s1);
+    ptc_state_release(s2);
+    ptc_state_release(s3);
+    ptc_state_release(at1);
+    ptc_state_release(at2);
+    ptc_state_release(now);
+    unlink(db);
+    char *wal = ptc_xasprintf("%s-wal", db), *shm = ptc_xasprintf("%s-shm", db);
+    unlink(wal);
+    unlink(shm);
+    free(wal);
+    free(shm);
+    rmdir(dir);
+    free(db);
+}
+
+static void test_bad_specs(void)
+{
+    char err[256];
+    CHECK(ptc_store_open("mysql://x", "/tmp", err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "unknown scheme") != NULL);
+    CHECK(ptc_store_open("sqlite:/nonexistent-dir/x.db", "/tmp", err, sizeof(err)) == NULL);
+}
+
+int main(void)
+{
+    RUN(test_store_lifecycle);
+    RUN(test_bad_specs);
+    TEST_EXIT();
+}
