@@ -1130,6 +1130,8 @@ static void set_ready(ptc_pconn *pc, uint32_t ev)
 {
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         pc->rd_ready = true;
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        pc->rdhup = true;
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         pc->wr_ready = true;
     if ((ev & EPOLLOUT) && pc->ssl_read_wants_write)
@@ -1138,10 +1140,31 @@ static void set_ready(ptc_pconn *pc, uint32_t ev)
         pc->wr_ready = true;
 }
 
+/* While an upstream works on a request that has been read whole, the
+ * client is not read; its FIN or reset then means it gave up (nginx's
+ * client abort, logged 499): the upstream request is dropped rather than
+ * finished for nobody.  Pipelined bytes behind the request are not an
+ * abort, hence the peek. */
+static bool client_gone(ptc_client *c, uint32_t events)
+{
+    char b;
+    if (events & (EPOLLHUP | EPOLLERR))
+        return true;
+    if (c->pc.ssl != NULL)
+        return false;
+    ssize_t n = recv(c->pc.io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
+}
+
 void ptc_client_on_event(ptc_io *io, uint32_t events)
 {
     ptc_client *c = container_of(io, ptc_client, pc.io);
     set_ready(&c->pc, events);
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && c->state == PTC_CS_PROXY && c->x->req_read &&
+        client_gone(c, events)) {
+        ptc_client_close(c);
+        return;
+    }
     client_run(c);
 }
 

@@ -301,8 +301,14 @@ ssize_t ptc_pconn_read(ptc_worker *w, ptc_pconn *pc, char *buf, size_t len)
     do {
         n = read(pc->io.fd, buf, len);
     } while (n < 0 && errno == EINTR);
-    if (n >= 0)
+    if (n >= 0) {
+        /* A short read emptied the socket: the next read would only say
+         * EAGAIN, and new data makes a new edge.  Not so once the peer's
+         * FIN was reported, whose edge has passed: then read on to EOF. */
+        if ((size_t)n < len && n > 0 && !pc->rdhup)
+            pc->rd_ready = false;
         return n;
+    }
     if (errno == EAGAIN) {
         pc->rd_ready = false;
         return -EAGAIN;

@@ -69,6 +69,7 @@ typedef struct ptc_pconn {
     ptc_wbuf in;
     ptc_timer timer;
     bool rd_ready, wr_ready;
+    bool rdhup; /* the peer's FIN (or an error) was reported: reads must go on to EOF */
     bool ssl_read_wants_write, ssl_write_wants_read;
 } ptc_pconn;
 
