@@ -103,16 +103,14 @@ class Conn:
         try:
             if te is not None:
                 assert te.lower() == "chunked", te
-                body = b""
                 while True:
                     size = int(self._read_line().split(b";")[0], 16)
                     if size == 0:
                         while self._read_line() != b"":
                             pass
                         break
-                    body += self._read_exact(size)
+                    r.body += self._read_exact(size)
                     assert self._read_exact(2) == b"\r\n"
-                r.body = body
             elif cl is not None:
                 r.body = self._read_exact(int(cl))
             else:
@@ -123,7 +121,8 @@ class Conn:
             if not allow_truncated:
                 raise
             r.truncated = True
-            r.body, self.buf = self.buf, b""
+            if te is None:
+                r.body, self.buf = self.buf, b""
         return r
 
     def closed_by_peer(self, timeout=5.0):
