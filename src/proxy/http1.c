@@ -605,8 +605,10 @@ static int frame_request_body(ptc_client *c, ptc_exchange *x)
 }
 
 /* Client to upstream: the head, then the body as the client sends it.
- * Returns 1 when something moved, 0 when it waits, -1 when the exchange
- * ended or changed state (the caller must look again). */
+ * Body bytes already buffered are framed before the queue is written, so
+ * that a head and a small body leave in one write.  Returns 1 when
+ * something moved, 0 when it waits, -1 when the exchange ended or changed
+ * state (the caller must look again). */
 static int pump_request(ptc_client *c, ptc_exchange *x)
 {
     ptc_worker *w = c->w;
@@ -616,6 +618,11 @@ static int pump_request(ptc_client *c, ptc_exchange *x)
         ptc_upconn *uc = x->uc;
         if (uc == NULL || uc->connecting || x->req_failed || x->req_sent)
             return moved;
+        if (!x->req_read && c->pc.in.end > c->pc.in.start && x->uq.n <= 1) {
+            if (frame_request_body(c, x) < 0)
+                return -1;
+            moved = 1;
+        }
         if (!ptc_outq_empty(&x->uq)) {
             int r = ptc_pconn_flush(w, &uc->pc, &x->uq);
             if (r < 0) {
@@ -635,12 +642,7 @@ static int pump_request(ptc_client *c, ptc_exchange *x)
             x->req_sent = true;
             return 1;
         }
-        if (c->pc.in.end > c->pc.in.start) {
-            if (frame_request_body(c, x) < 0)
-                return -1;
-            moved = 1;
-            continue;
-        }
+        /* Nothing may point into the client's buffer when it is read into. */
         if (!c->pc.rd_ready)
             return moved;
         ssize_t n = ptc_pconn_fill(w, &c->pc);
@@ -793,13 +795,43 @@ static int frame_response_body(ptc_client *c, ptc_exchange *x)
     return 0;
 }
 
-/* Upstream to client.  Returns as pump_request. */
+/* Upstream to client: what the upstream buffer holds is framed (head
+ * and body together) before the client queue is written.  Returns as
+ * pump_request. */
 static int pump_response(ptc_client *c, ptc_exchange *x)
 {
     ptc_worker *w = c->w;
     int moved = 0;
 
     for (;;) {
+        ptc_upconn *uc = x->uc;
+        bool live = uc != NULL && !uc->connecting && (x->phase == PTC_RP_HEAD || x->phase == PTC_RP_BODY);
+        ptc_wbuf *in = live ? &uc->pc.in : NULL;
+        if (live && in->data != NULL && in->end > in->start) {
+            if (x->phase == PTC_RP_HEAD && x->cq.n <= 1) {
+                ptc_http_error err;
+                long n = ptc_http_scan_head(in->data + in->start, in->end - in->start, &x->uscan, false, &err);
+                if (n < 0) {
+                    upstream_failed(c, 0, false, err.reason);
+                    return -1;
+                }
+                if (n > 0) {
+                    if (response_head(c, x, (size_t)n) < 0)
+                        return -1;
+                    moved = 1;
+                    continue;
+                }
+                if (in->end == in->cap && in->start == 0 && in->cap < PTC_WBUF_BIG) {
+                    ptc_wbuf_grow(w, in);
+                    continue;
+                }
+            } else if (x->phase == PTC_RP_BODY && x->cq.n <= 2) {
+                if (frame_response_body(c, x) < 0)
+                    return -1;
+                moved = 1;
+                continue;
+            }
+        }
         if (!ptc_outq_empty(&x->cq)) {
             int r = ptc_pconn_flush(w, &c->pc, &x->cq);
             if (r < 0) {
@@ -814,34 +846,8 @@ static int pump_response(ptc_client *c, ptc_exchange *x)
                 x->resp_started = true;
             continue;
         }
-        if (x->phase == PTC_RP_WAIT || x->phase == PTC_RP_DONE || x->uc == NULL || x->uc->connecting)
-            return moved;
-        ptc_upconn *uc = x->uc;
-        ptc_wbuf *in = &uc->pc.in;
-        if (in->data != NULL && in->end > in->start) {
-            if (x->phase == PTC_RP_HEAD) {
-                ptc_http_error err;
-                long n = ptc_http_scan_head(in->data + in->start, in->end - in->start, &x->uscan, false, &err);
-                if (n < 0) {
-                    upstream_failed(c, 0, false, err.reason);
-                    return -1;
-                }
-                if (n > 0) {
-                    if (response_head(c, x, (size_t)n) < 0)
-                        return -1;
-                    moved = 1;
-                    continue;
-                }
-                if (in->end == in->cap && in->start == 0 && in->cap < PTC_WBUF_BIG)
-                    ptc_wbuf_grow(w, in);
-            } else {
-                if (frame_response_body(c, x) < 0)
-                    return -1;
-                moved = 1;
-                continue;
-            }
-        }
-        if (!uc->pc.rd_ready)
+        /* Nothing may point into the upstream's buffer when it is read into. */
+        if (!live || !uc->pc.rd_ready)
             return moved;
         ssize_t n = ptc_pconn_fill(w, &uc->pc);
         if (n > 0) {

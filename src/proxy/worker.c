@@ -295,7 +295,8 @@ ssize_t ptc_pconn_read(ptc_worker *w, ptc_pconn *pc, char *buf, size_t len)
     if (pc->ssl != NULL) {
         size_t n = 0;
         pc->ssl_read_wants_write = false;
-        return ssl_result(pc, SSL_read_ex(pc->ssl, buf, len, &n), n, true);
+        int ok = SSL_read_ex(pc->ssl, buf, len, &n);
+        return ssl_result(pc, ok, n, true);
     }
     ssize_t n;
     do {
@@ -368,7 +369,8 @@ static ssize_t ssl_writev(ptc_worker *w, ptc_pconn *pc, const ptc_outq *q)
         p = w->tls_out;
     }
     pc->ssl_write_wants_read = false;
-    return ssl_result(pc, SSL_write_ex(pc->ssl, p, len, &n), n, false);
+    int ok = SSL_write_ex(pc->ssl, p, len, &n);
+    return ssl_result(pc, ok, n, false);
 }
 
 int ptc_pconn_flush(ptc_worker *w, ptc_pconn *pc, ptc_outq *q)

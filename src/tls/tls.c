@@ -131,9 +131,23 @@ out:
 
 /* -------------------------------------------------------------- contexts */
 
-/* What both kinds of context need: SSL_set_SSL_CTX copies the certificate
- * part (which holds the DH setting) from the certificate's context, the
- * rest stays the server context's. */
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                   unsigned int inlen, void *arg)
+{
+    static const unsigned char ours[] = "\x08http/1.1";
+    unsigned char *sel;
+    (void)ssl;
+    (void)arg;
+    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK; /* e.g. h2 only: go on without ALPN */
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* What both kinds of context need.  After SSL_set_SSL_CTX a connection
+ * takes its certificate part (which holds the DH setting) and its ALPN
+ * callback from the certificate's context, the rest (protocol versions,
+ * ciphers, ticket keys) from the server context it started on. */
 static int configure(SSL_CTX *ctx)
 {
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
@@ -151,6 +165,7 @@ static int configure(SSL_CTX *ctx)
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_timeout(ctx, TICKET_ROTATE_S * 2);
     SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     return 0;
 }
 
@@ -168,19 +183,6 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
     SSL_set_SSL_CTX(ssl, ctx);
-    return SSL_TLSEXT_ERR_OK;
-}
-
-static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
-                   unsigned int inlen, void *arg)
-{
-    static const unsigned char ours[] = "\x08http/1.1";
-    unsigned char *sel;
-    (void)ssl;
-    (void)arg;
-    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK; /* e.g. h2 only: go on without ALPN */
-    *out = sel;
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -214,7 +216,6 @@ SSL_CTX *ptc_tls_server_ctx_new(ptc_tls_pick_cb pick, void *arg, char *err, size
     SSL_CTX_set_ex_data(ctx, g_pick_idx, pa);
     SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, pa);
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb) != 1)
         goto fail;
     return ctx;

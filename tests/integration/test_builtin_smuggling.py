@@ -153,7 +153,7 @@ def test_tolerated_forms_are_forwarded_canonically(env):
                 b"5;a=b\r\nhello\r\n0\r\nContent-Length: 99\r\nHost: evil.test\r\n\r\n")
     assert r.status == 200 and r.body == b"POST /ext 5"
     raw = up.received()
-    assert b"evil.test" not in raw and b"a=b" not in raw and b"99" not in raw
+    assert b"evil.test" not in raw and b"a=b" not in raw and b"Content-Length: 99" not in raw
     # Dot segments and %2E are resolved before routing, and the upstream
     # gets exactly the path that was routed; %2F is never a slash.
     for target, fwd_target in ((b"/x/..%2fadmin", "/x/..%2Fadmin"), (b"/a/%2e%2E/admin/p", "/admin/p"),
