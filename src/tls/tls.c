@@ -290,10 +290,10 @@ static SSL_CTX *load_cert_ctx(const char *cert_pem, const char *key_pem, char *e
     ERR_clear_error();
     what = "private key";
     pkey = PEM_read_bio_PrivateKey(kb, NULL, no_password, NULL);
-    if (pkey == NULL || SSL_CTX_use_PrivateKey(ctx, pkey) != 1)
+    if (pkey == NULL)
         goto fail;
     what = "private key does not match the certificate";
-    if (SSL_CTX_check_private_key(ctx) != 1)
+    if (SSL_CTX_use_PrivateKey(ctx, pkey) != 1 || SSL_CTX_check_private_key(ctx) != 1)
         goto fail;
     goto out;
 fail:
