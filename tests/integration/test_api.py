@@ -1,11 +1,18 @@
 """The admin API's contract (DESIGN §2): status codes, validation, the
 error shape, correlation ids, authentication, the audit trail, revisions
-and health gating.  Runs on the default (builtin) engine."""
+and health gating, on every engine."""
 
 import json
 import subprocess
 
+import pytest
+
 from conftest import BIN, http_request, proxy_body
+
+
+@pytest.fixture(params=["builtin", "nginx"])
+def engine(request):
+    return request.param
 
 
 def audit_rows(p, **match):
@@ -13,8 +20,8 @@ def audit_rows(p, **match):
     return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
 
 
-def test_create_update_get_list_delete(portico, upstream):
-    p = portico()
+def test_create_update_get_list_delete(portico, upstream, engine):
+    p = portico(engine=engine)
     up = upstream()
     body = proxy_body("orchestrator.fullpotential.ai", up.port, require_healthy=True, enable_ssl=False)
 
@@ -50,8 +57,8 @@ def test_create_update_get_list_delete(portico, upstream):
     assert p.api("GET", "/proxies").json == []
 
 
-def test_missing_proxy_is_404_with_error_shape(portico):
-    p = portico()
+def test_missing_proxy_is_404_with_error_shape(portico, engine):
+    p = portico(engine=engine)
     r = p.api("GET", "/proxies/nope", headers={"X-Request-ID": "req-404-check"})
     assert r.status == 404
     assert r.json["error"]["code"] == "PROXY_NOT_FOUND"
@@ -64,8 +71,8 @@ def test_missing_proxy_is_404_with_error_shape(portico):
     assert r.json["error"]["details"]["correlation_id"] == r.headers["x-correlation-id"]
 
 
-def test_validation_names_each_field(portico, upstream):
-    p = portico()
+def test_validation_names_each_field(portico, upstream, engine):
+    p = portico(engine=engine)
     up = upstream()
     cases = [
         ({"domain": "a.com"}, "upstream_port"),
@@ -88,8 +95,8 @@ def test_validation_names_each_field(portico, upstream):
     assert p.api("GET", "/proxies").json == []
 
 
-def test_bad_json_big_bodies_and_media_type(portico):
-    p = portico()
+def test_bad_json_big_bodies_and_media_type(portico, engine):
+    p = portico(engine=engine)
     r = p.api("PUT", "/proxies/app", raw_body=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status == 400 and r.error_code == "INVALID_JSON"
     r = p.api("PUT", "/proxies/app", raw_body=b"[1,2]", headers={"Content-Type": "application/json"})
@@ -107,8 +114,8 @@ def test_bad_json_big_bodies_and_media_type(portico):
     assert p.api("GET", "/nothing/here").status == 404
 
 
-def test_route_conflict(portico, upstream):
-    p = portico()
+def test_route_conflict(portico, upstream, engine):
+    p = portico(engine=engine)
     up = upstream()
     assert p.put_proxy("first", proxy_body("shop.example.com", up.port, path_prefix="/api")).status == 201
     r = p.put_proxy("second", proxy_body("SHOP.example.com", up.port, path_prefix="/api/"))
@@ -117,8 +124,8 @@ def test_route_conflict(portico, upstream):
     assert p.put_proxy("second", proxy_body("shop.example.com", up.port, path_prefix="/web")).status == 201
 
 
-def test_require_healthy_gates_the_change(portico, upstream):
-    p = portico()
+def test_require_healthy_gates_the_change(portico, upstream, engine):
+    p = portico(engine=engine)
     up = upstream()
     up.healthy = False
     r = p.put_proxy("gated", proxy_body("gated.example.com", up.port), headers={"X-Request-ID": "gate-1"})
@@ -137,8 +144,8 @@ def test_require_healthy_gates_the_change(portico, upstream):
     assert p.put_proxy("gated", proxy_body("gated.example.com", up.port)).status == 200
 
 
-def test_audit_trail_records_every_attempt(portico, upstream):
-    p = portico()
+def test_audit_trail_records_every_attempt(portico, upstream, engine):
+    p = portico(engine=engine)
     up = upstream()
     hdr = {"X-Request-ID": "audit-ok", "X-Portico-Actor": "ci-job-7"}
     assert p.put_proxy("aud", proxy_body("aud.example.com", up.port), headers=hdr).status == 201
@@ -159,8 +166,8 @@ def test_audit_trail_records_every_attempt(portico, upstream):
     assert p.api("GET", "/audit?since=yesterday").status == 400
 
 
-def test_revisions_and_restore(portico, upstream):
-    p = portico()
+def test_revisions_and_restore(portico, upstream, engine):
+    p = portico(engine=engine)
     up = upstream()
     assert p.put_proxy("a", proxy_body("a.example.com", up.port)).status == 201
     assert p.put_proxy("b", proxy_body("b.example.com", up.port)).status == 201
@@ -181,8 +188,8 @@ def test_revisions_and_restore(portico, upstream):
     assert audit_rows(p, correlation_id="restore-2")[0]["action"] == "revision.restore"
 
 
-def test_state_survives_restart(portico, upstream):
-    p = portico()
+def test_state_survives_restart(portico, upstream, engine):
+    p = portico(engine=engine)
     up = upstream()
     assert p.put_proxy("keep", proxy_body("keep.example.com", up.port)).status == 201
     p.restart()
@@ -190,9 +197,9 @@ def test_state_survives_restart(portico, upstream):
     assert r.status == 200 and r.json["revision"] == 1
 
 
-def test_token_auth(portico, upstream):
+def test_token_auth(portico, upstream, engine):
     token = "s3cret-token-0123456789"
-    p = portico(settings={"api_token": token})
+    p = portico(engine=engine, settings={"api_token": token})
     up = upstream()
     # The health check stays open; everything else needs the token.
     assert http_request(p.api_port, "GET", "/proxy-manager/health").status in (200, 500)
@@ -215,22 +222,23 @@ def test_refuses_public_api_without_token(tmp_path):
     assert "api_token" in r.stderr
 
 
-def test_cross_origin_calls_are_refused(portico):
-    p = portico()
+def test_cross_origin_calls_are_refused(portico, engine):
+    p = portico(engine=engine)
     r = p.api("GET", "/proxies", headers={"Origin": "http://evil.example"})
     assert r.status == 403 and r.error_code == "FORBIDDEN_ORIGIN"
 
 
-def test_health_endpoint(portico):
-    p = portico()
+def test_health_endpoint(portico, engine):
+    p = portico(engine=engine)
     r = p.api("GET", "/proxy-manager/health")
     assert r.status == 200 and r.json["status"] == "healthy"
-    assert r.json["engine"] == "builtin" and r.json["checks"]["store"]["ok"] is True
+    assert r.json["engine"] == engine and r.json["checks"]["store"]["ok"] is True
+    assert isinstance(r.json[engine], dict)
     assert r.json["ssl"]["certificates"] == 0
 
 
-def test_cli(portico, upstream):
-    p = portico()
+def test_cli(portico, upstream, engine):
+    p = portico(engine=engine)
     up = upstream()
     env = {"PORTICO_URL": f"http://127.0.0.1:{p.api_port}", "PATH": "/usr/bin:/bin"}
 
