@@ -219,6 +219,8 @@ static int listen_one(const char *addr, char *err, size_t errlen)
          * then finds data instead of costing a wait. */
         int secs = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
+        /* Accepted sockets inherit it: no setsockopt per connection. */
+        ptc_sock_nodelay(fd);
     }
     return fd;
 }

@@ -167,12 +167,21 @@ void ptc_client_close(ptc_client *c)
     w->retired_clients = c;
 }
 
-/* Half-closes our side and reads what the client still sends for a while,
- * so that unread request bytes do not make the kernel reset the connection
- * before the client has read our answer. */
+/* Closes a client after a response.  When the client may still be sending
+ * (unread bytes, a body cut off, readiness not yet used up), our side is
+ * half-closed and what arrives is read and dropped for a while, so that
+ * unread bytes do not make the kernel reset the connection before the
+ * client has read our answer; otherwise it is closed at once. */
 static void start_linger(ptc_client *c)
 {
+    bool quiet = c->x == NULL || c->x->req_read;
     end_exchange(c, false);
+    if (quiet && c->pc.in.start == c->pc.in.end && !c->pc.rd_ready && !c->pc.rdhup) {
+        if (c->pc.ssl != NULL)
+            SSL_shutdown(c->pc.ssl);
+        ptc_client_close(c);
+        return;
+    }
     if (c->pc.ssl != NULL)
         SSL_shutdown(c->pc.ssl);
     shutdown(c->pc.io.fd, SHUT_WR);
@@ -401,16 +410,18 @@ static void start_request(ptc_client *c, size_t head_len)
     }
     capture_log(w, x, req);
 
+    /* An explicit "Content-Length: 0" is passed on (some upstreams answer a
+     * POST without a length with 411). */
     if (req->chunked) {
         x->req_framing = PTC_BODY_CHUNKED;
         ptc_http_chunked_init(&x->req_chunked);
-    } else if (req->content_length > 0) {
+    } else if (req->content_length >= 0) {
         x->req_framing = PTC_BODY_LENGTH;
         x->req_left = (uint64_t)req->content_length;
     } else {
         x->req_framing = PTC_BODY_NONE;
     }
-    bool has_body = x->req_framing != PTC_BODY_NONE;
+    bool has_body = req->chunked || req->content_length > 0;
     x->req_read = !has_body;
 
     char host[256] = "";
