@@ -33,6 +33,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 typedef struct registry {
     pthread_mutex_t lock;
     char **names;
+    uint32_t *lens;
     void **values;
     uint32_t n, cap;
     uint32_t *tab; /* index + 1 */
@@ -46,7 +47,7 @@ static uint32_t *reg_slot(registry *r, const char *name, size_t len)
 {
     for (uint64_t i = fnv(FNV0, name, len);; i++) {
         uint32_t *s = &r->tab[i & r->mask];
-        if (*s == 0 || (strlen(r->names[*s - 1]) == len && memcmp(r->names[*s - 1], name, len) == 0))
+        if (*s == 0 || (r->lens[*s - 1] == len && memcmp(r->names[*s - 1], name, len) == 0))
             return s;
     }
 }
@@ -60,7 +61,7 @@ static uint32_t reg_intern(registry *r, const char *name, size_t len, bool *adde
         r->tab = ptc_xcalloc(cap, sizeof(uint32_t));
         r->mask = cap - 1;
         for (uint32_t i = 0; i < r->n; i++)
-            *reg_slot(r, r->names[i], strlen(r->names[i])) = i + 1;
+            *reg_slot(r, r->names[i], r->lens[i]) = i + 1;
     }
     uint32_t *s = reg_slot(r, name, len);
     *added = *s == 0;
@@ -68,9 +69,11 @@ static uint32_t reg_intern(registry *r, const char *name, size_t len, bool *adde
         if (r->n == r->cap) {
             r->cap = r->cap ? r->cap * 2 : 256;
             r->names = ptc_xrealloc(r->names, r->cap * sizeof(char *));
+            r->lens = ptc_xrealloc(r->lens, r->cap * sizeof(uint32_t));
             r->values = ptc_xrealloc(r->values, r->cap * sizeof(void *));
         }
         r->names[r->n] = ptc_xstrndup(name, len);
+        r->lens[r->n] = (uint32_t)len;
         r->values[r->n] = NULL;
         *s = ++r->n;
     }
@@ -231,12 +234,40 @@ void ptc_snap_release(ptc_dp_snapshot *snap)
         snapshot_free(snap);
 }
 
+static void set_port(ptc_sockaddr *a, unsigned port)
+{
+    if (a->ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a->ss)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons((uint16_t)port);
+}
+
+/* Writes "host:port" and a NUL at out; returns the bytes used. */
+static size_t put_label(char *out, const char *host, unsigned port)
+{
+    size_t n = strlen(host);
+    char digits[8];
+    int d = 0;
+    memcpy(out, host, n);
+    out[n++] = ':';
+    do {
+        digits[d++] = (char)('0' + port % 10);
+        port /= 10;
+    } while (port);
+    while (d > 0)
+        out[n++] = digits[--d];
+    out[n++] = '\0';
+    return n;
+}
+
 static int resolve_all(ptc_dp_snapshot *s, const ptc_dp_route *routes, size_t n_routes, char *err, size_t errlen)
 {
     resolved *cache = NULL;
     size_t n_cache = 0, cap = 0;
     int rc = 0;
     size_t u = 0;
+    const char *prev_host = NULL; /* most routes share a few upstream hosts */
+    ptc_sockaddr prev = {0};
 
     for (size_t i = 0; i < n_routes; i++) {
         for (size_t j = 0; j < routes[i].n_upstreams; j++, u++) {
@@ -248,7 +279,10 @@ static int resolve_all(ptc_dp_snapshot *s, const ptc_dp_route *routes, size_t n_
                 rc = -EINVAL;
                 goto out;
             }
-            if (ptc_sock_addr_from_ip(in->host, in->port, &a) < 0 || in->host[0] == '\0') {
+            if (prev_host != NULL && strcmp(prev_host, in->host) == 0) {
+                a = prev;
+                set_port(&a, in->port);
+            } else if (ptc_sock_addr_from_ip(in->host, in->port, &a) < 0 || in->host[0] == '\0') {
                 resolved *r = NULL;
                 for (size_t k = 0; k < n_cache && r == NULL; k++)
                     if (strcmp(cache[k].host, in->host) == 0)
@@ -268,11 +302,10 @@ static int resolve_all(ptc_dp_snapshot *s, const ptc_dp_route *routes, size_t n_
                     goto out;
                 }
                 a = r->addr;
-                if (a.ss.ss_family == AF_INET)
-                    ((struct sockaddr_in *)&a.ss)->sin_port = htons((uint16_t)in->port);
-                else
-                    ((struct sockaddr_in6 *)&a.ss)->sin6_port = htons((uint16_t)in->port);
+                set_port(&a, in->port);
             }
+            prev_host = in->host;
+            prev = a;
             memcpy(&out->addr, &a.ss, a.len);
             out->addr_len = a.len;
             out->addr_hash = fnv(FNV0, &a.ss, a.len);
@@ -387,7 +420,7 @@ ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_route *routes, size_t n_rout
             s->stat_limit = out->stat_idx + 1;
         for (size_t j = 0; j < in->n_upstreams; j++, u++) {
             s->upstreams[u].label = arena;
-            arena += sprintf(arena, "%s:%u", in->upstreams[j].host, in->upstreams[j].port) + 1;
+            arena += put_label(arena, in->upstreams[j].host, in->upstreams[j].port);
         }
         entries[i] = (ptc_router_entry){out->domain, out->path_prefix, (int)i};
     }
