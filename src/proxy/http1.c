@@ -190,14 +190,18 @@ static void start_linger(ptc_client *c)
     c->pc.rd_ready = true;
 }
 
-/* Back to reading the next request on a kept-alive connection. */
+/* Back to reading the next request on a kept-alive connection, unless the
+ * data plane is draining and nothing more has arrived. */
 static void next_request(ptc_client *c)
 {
     c->state = PTC_CS_HEAD;
     c->since = now_ms(c);
     c->scan = 0;
-    if (c->pc.in.start == c->pc.in.end)
+    if (c->pc.in.start == c->pc.in.end) {
         ptc_wbuf_release(c->w, &c->pc.in);
+        if (c->closing)
+            ptc_client_close(c);
+    }
 }
 
 /* Queues one of portico's own answers; the exchange must exist. */
@@ -889,9 +893,9 @@ static void finish_exchange(ptc_client *c)
     ptc_exchange *x = c->x;
     ptc_upconn *uc = x->uc;
     bool reuse = uc != NULL && x->up_reusable && x->req_sent && !x->req_failed && uc->pc.in.start == uc->pc.in.end;
+    /* A response that ends before its request does (an early 413 from the
+     * upstream, say) leaves the rest of the body unread: close. */
     bool close = x->close_client || !x->req_read;
-    if (x->tunnel)
-        return;
     end_exchange(c, reuse);
     if (close)
         start_linger(c);
@@ -928,12 +932,6 @@ static int step_proxy(ptc_client *c)
             c->since = now_ms(c);
             x->uq.n = 0;
             return STEP_AGAIN;
-        }
-        if (!x->req_read && !x->req_failed && x->uc != NULL && !x->close_client) {
-            /* The response is complete before the request: keep reading
-             * it only if we promised to keep the connection (we did not:
-             * close_client was set at the head), so this is defensive. */
-            x->close_client = true;
         }
         finish_exchange(c);
         return STEP_AGAIN;
