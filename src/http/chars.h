@@ -29,8 +29,17 @@ static inline unsigned ptc_http_hexval(uint8_t c)
 
 #define PTC_HC_ONES 0x0101010101010101ull
 #define PTC_HC_HIGHS 0x8080808080808080ull
-/* Non-zero when some byte of v is zero (exact as a yes/no answer). */
-#define PTC_HC_HASZERO(v) (((v)-PTC_HC_ONES) & ~(v)&PTC_HC_HIGHS)
+/* Marks the zero bytes of v.  A borrow can only mark bytes above a real zero
+ * byte, so the lowest marked byte is always a real one. */
+#define PTC_HC_ZEROS(v) (((v)-PTC_HC_ONES) & ~(v)&PTC_HC_HIGHS)
+
+/* The index, in memory order, of the first byte marked in a non-zero mask
+ * computed on a word loaded with memcpy. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define PTC_HC_FIRST(mask) ((size_t)__builtin_clzll(mask) / 8)
+#else
+#define PTC_HC_FIRST(mask) ((size_t)__builtin_ctzll(mask) / 8)
+#endif
 
 /* The first CR or LF in [p, end), or end. */
 static inline const char *ptc_http_find_crlf(const char *p, const char *end)
@@ -39,8 +48,9 @@ static inline const char *ptc_http_find_crlf(const char *p, const char *end)
         uint64_t v;
         memcpy(&v, p, 8);
         uint64_t cr = v ^ (PTC_HC_ONES * '\r'), lf = v ^ (PTC_HC_ONES * '\n');
-        if (PTC_HC_HASZERO(cr) | PTC_HC_HASZERO(lf))
-            break;
+        uint64_t mask = PTC_HC_ZEROS(cr) | PTC_HC_ZEROS(lf);
+        if (mask)
+            return p + PTC_HC_FIRST(mask);
         p += 8;
     }
     while (p < end && *p != '\r' && *p != '\n')
@@ -55,10 +65,12 @@ static inline const char *ptc_http_find_ctl(const char *p, const char *end)
     while (end - p >= 8) {
         uint64_t v;
         memcpy(&v, p, 8);
-        uint64_t low = (v - PTC_HC_ONES * 0x20) & ~v & PTC_HC_HIGHS; /* some byte < 0x20 */
+        /* Bytes below 0x20 (the same borrow argument holds), and DEL. */
+        uint64_t low = (v - PTC_HC_ONES * 0x20) & ~v & PTC_HC_HIGHS;
         uint64_t del = v ^ (PTC_HC_ONES * 0x7f);
-        if (low | PTC_HC_HASZERO(del))
-            break;
+        uint64_t mask = low | PTC_HC_ZEROS(del);
+        if (mask)
+            return p + PTC_HC_FIRST(mask);
         p += 8;
     }
     while (p < end && (uint8_t)*p >= 0x20 && (uint8_t)*p != 0x7f)

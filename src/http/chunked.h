@@ -17,7 +17,7 @@
 
 typedef struct ptc_http_chunked {
     int state;          /* private */
-    uint64_t remaining; /* data bytes left in the current chunk */
+    uint64_t remaining; /* data bytes left in the current chunk (while a size line is read: the size so far) */
     size_t count;       /* private: bytes of the current size line, extension or trailer */
     bool done;          /* the last chunk and the trailer section were read */
 } ptc_http_chunked;

@@ -77,6 +77,7 @@ long ptc_http_scan_head(const char *buf, size_t len, size_t *scan, bool is_reque
 
 /* What the field lines say about framing, gathered in the same pass. */
 typedef struct fields_info {
+    bool is_request; /* Host, Expect and Upgrade only mean something in requests */
     const ptc_http_header *host, *te, *upgrade;
     int64_t content_length; /* -1 when absent */
     bool conn_close, conn_keep_alive, conn_upgrade;
@@ -182,14 +183,14 @@ static int classify(const ptc_http_header *h, fields_info *fi, ptc_http_error *e
 
     switch (h->name.len) {
     case 4:
-        if (name_is(name, "host", 4, false)) {
+        if (fi->is_request && name_is(name, "host", 4, false)) {
             if (fi->host)
                 return fail(err, 400, "duplicate Host");
             fi->host = h;
         }
         break;
     case 6:
-        if (name_is(name, "expect", 6, false)) {
+        if (fi->is_request && name_is(name, "expect", 6, false)) {
             if (VALUE_IS(v, n, "100-continue"))
                 fi->expect_continue = true;
             else
@@ -197,7 +198,7 @@ static int classify(const ptc_http_header *h, fields_info *fi, ptc_http_error *e
         }
         break;
     case 7:
-        if (name_is(name, "upgrade", 7, false)) {
+        if (fi->is_request && name_is(name, "upgrade", 7, false)) {
             if (fi->upgrade)
                 return fail(err, 400, "duplicate Upgrade");
             fi->upgrade = h;
@@ -325,9 +326,10 @@ static const char *parse_fields(const char *head, const char *p, const char *end
     return p;
 }
 
-static void fields_info_init(fields_info *fi)
+static void fields_info_init(fields_info *fi, bool is_request)
 {
     memset(fi, 0, sizeof(*fi));
+    fi->is_request = is_request;
     fi->content_length = -1;
 }
 
@@ -514,10 +516,10 @@ int ptc_http_parse_request(const char *buf, size_t len, ptc_http_request *req, p
     if (end - p < 10)
         return fail(err, 400, "invalid HTTP version");
     int minor = parse_version(p);
+    if (minor == -400 || p[8] != '\r' || p[9] != '\n')
+        return fail(err, 400, "invalid HTTP version");
     if (minor == -505)
         return fail(err, 505, "HTTP version not supported");
-    if (minor < 0 || p[8] != '\r' || p[9] != '\n')
-        return fail(err, 400, "invalid HTTP version");
     if ((size_t)(p + 8 - line) > PTC_HTTP_MAX_REQUEST_LINE)
         return fail(err, 414, "request line too long");
     req->minor_version = minor;
@@ -528,7 +530,7 @@ int ptc_http_parse_request(const char *buf, size_t len, ptc_http_request *req, p
     if (parse_target(req, err) != 0)
         return -1;
 
-    fields_info_init(&fi);
+    fields_info_init(&fi, true);
     p = parse_fields(buf, p, end, req->headers, &req->n_headers, &fi, err);
     if (p == NULL)
         return -1;
@@ -599,7 +601,7 @@ static int parse_response(const char *buf, size_t len, ptc_http_method req_metho
     res->reason = ptc_str_make(reason, (size_t)(p - reason));
     p += 2;
 
-    fields_info_init(&fi);
+    fields_info_init(&fi, false);
     p = parse_fields(buf, p, end, res->headers, &res->n_headers, &fi, err);
     if (p == NULL)
         return -1;

@@ -617,6 +617,7 @@ static void good_versions(void)
     CHECK_INT(REQ("GET / HTTP/0.9\r\nHost: a\r\n\r\n"), 505);
     CHECK_INT(REQ("GET / HTTP/9.9\r\nHost: a\r\n\r\n"), 505);
     CHECK_INT(REQ("GET / HTTP/1.1x\r\nHost: a\r\n\r\n"), 400);
+    CHECK_INT(REQ("GET / HTTP/2.0x\r\nHost: a\r\n\r\n"), 400);
     CHECK_INT(REQ("GET / http/1.1\r\nHost: a\r\n\r\n"), 400);
     CHECK_INT(REQ("GET / HTTP/11\r\nHost: a\r\n\r\n"), 400);
     CHECK_INT(REQ("GET / HTTP/1\r\nHost: a\r\n\r\n"), 400);
@@ -674,6 +675,10 @@ static void good_response_framing(void)
     CHECK_INT(RES("HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n"), 0);
     CHECK_INT(res.reason.len, 0);
 
+    /* Request-only fields mean nothing here, repeated or not. */
+    CHECK_INT(RES("HTTP/1.1 200 OK\r\nHost: a\r\nHost: b\r\nUpgrade: x\r\nUpgrade: y\r\nExpect: z\r\n"
+                  "Content-Length: 0\r\n\r\n"),
+              0);
     CHECK_INT(RES("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"), 0);
     CHECK(!res.keep_alive);
     CHECK_INT(RES("HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n"), 0);
