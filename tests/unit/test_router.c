@@ -2,6 +2,8 @@
  * boundaries, no fall-through, prefix stripping, and scale. */
 #include "proxy/router.h"
 
+#include "http/uri.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -89,6 +91,44 @@ static void test_host_key(void)
     CHECK_INT(ptc_router_host_key("a", 1, out, 1), -1);
 }
 
+/* What the data plane does with a request: the Host and the path are put
+ * in normal form once, and that form is both matched and forwarded. */
+static int route_raw(const ptc_router *r, const char *host, const char *path, char *fwd, bool strip)
+{
+    char h[256], p[256];
+    unsigned port;
+    if (ptc_http_parse_host(host, strlen(host), h, sizeof(h), &port) < 0)
+        return -2;
+    ssize_t n = ptc_http_normalize_path(path, strlen(path), p);
+    if (n < 0)
+        return -3;
+    size_t plen = 0;
+    int id = ptc_router_match(r, ptc_str_make(h, strlen(h)), ptc_str_make(p, (size_t)n), &plen);
+    ptc_str out = strip ? ptc_router_strip(ptc_str_make(p, (size_t)n), plen) : ptc_str_make(p, (size_t)n);
+    snprintf(fwd, 256, "%.*s", (int)out.len, out.p);
+    return id;
+}
+
+static void test_normalised_forms(void)
+{
+    ptc_router *r = ptc_router_build(entries, sizeof(entries) / sizeof(entries[0]));
+    char fwd[256];
+    CHECK_INT(route_raw(r, "EXAMPLE.com.:443", "/api/x", fwd, true), 2);
+    CHECK_STR(fwd, "/x");
+    CHECK_INT(route_raw(r, "example.com", "/x/../api", fwd, true), 2);
+    CHECK_STR(fwd, "/");
+    CHECK_INT(route_raw(r, "example.com", "/%61pi/v2/%2e%2E/v2/y", fwd, false), 3); /* %61 is 'a' */
+    CHECK_STR(fwd, "/api/v2/y");
+    CHECK_INT(route_raw(r, "example.com", "//api//x", fwd, true), 2);
+    CHECK_STR(fwd, "/x");
+    /* %2F is never a slash: "/api%2Fx" is not under /api. */
+    CHECK_INT(route_raw(r, "example.com", "/api%2fx", fwd, false), 1);
+    CHECK_STR(fwd, "/api%2Fx");
+    CHECK_INT(route_raw(r, "example.com", "/../api", fwd, false), -3);
+    CHECK_INT(route_raw(r, "a@example.com", "/", fwd, false), -2);
+    ptc_router_free(r);
+}
+
 /* 10,000 hosts plus 1,000 prefixes on one host: every one found. */
 static void test_scale(void)
 {
@@ -124,6 +164,7 @@ int main(void)
     RUN(test_wildcard_and_unknown);
     RUN(test_strip);
     RUN(test_host_key);
+    RUN(test_normalised_forms);
     RUN(test_scale);
     TEST_EXIT();
 }
