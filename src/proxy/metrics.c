@@ -64,7 +64,10 @@ void ptc_metrics_reserve(ptc_worker *w, const ptc_dp_snapshot *snap)
     m->by_route = grown;
     m->n_by_route = n;
     pthread_mutex_unlock(&m->grow_lock);
-    free((void *)old);
+    if (old != NULL) {
+        m->old_tables = ptc_xrealloc(m->old_tables, (m->n_old_tables + 1) * sizeof(void *));
+        m->old_tables[m->n_old_tables++] = (void *)old;
+    }
 }
 
 ptc_route_stats *ptc_metrics_route(ptc_worker *w, const ptc_snap_route *r)
@@ -88,6 +91,9 @@ void ptc_metrics_free(ptc_wmetrics *m)
         }
     }
     free((void *)m->by_route);
+    for (size_t i = 0; i < m->n_old_tables; i++)
+        free(m->old_tables[i]);
+    free(m->old_tables);
     free(m->none.bal_current);
     m->by_route = NULL;
     m->n_by_route = 0;
@@ -180,13 +186,17 @@ void ptc_metrics_render(ptc_worker *const *workers, unsigned n, uint64_t generat
 
     for (unsigned k = 0; k < n; k++) {
         ptc_wmetrics *m = &workers[k]->m;
+        /* Copy the table's address under the lock, read it without: the
+         * worker never waits for a scrape. */
         pthread_mutex_lock(&m->grow_lock);
-        for (uint32_t i = 0; i < m->n_by_route && i < n_names; i++) {
-            ptc_route_stats *s = atomic_load_explicit(&m->by_route[i], memory_order_acquire);
+        _Atomic(ptc_route_stats *) *table = m->by_route;
+        uint32_t n_table = m->n_by_route;
+        pthread_mutex_unlock(&m->grow_lock);
+        for (uint32_t i = 0; i < n_table && i < n_names; i++) {
+            ptc_route_stats *s = atomic_load_explicit(&table[i], memory_order_acquire);
             if (s != NULL)
                 add_stats(&all[i], s);
         }
-        pthread_mutex_unlock(&m->grow_lock);
         add_stats(&all[n_names], &m->none);
         const atomic_uint_least64_t *gauges[9] = {&m->clients,    &m->upstreams,          &m->upstreams_idle,
                                                   &m->accepted,   &m->handshakes,         &m->resumed,

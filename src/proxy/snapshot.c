@@ -102,7 +102,9 @@ const char *ptc_snap_stat_name(uint32_t idx)
  * its slot. */
 struct ptc_health_cell {
     atomic_bool healthy;
-    size_t users; /* snapshots using it; under g_health.lock */
+    /* Snapshots using it.  Atomic, so that a worker dropping the last
+     * reference to a snapshot never waits on the lock a build holds. */
+    atomic_size_t users;
 };
 
 static registry g_health = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -124,7 +126,7 @@ int ptc_dp_upstream_set_healthy(const char *host, unsigned port, bool healthy)
         uint32_t *s = reg_slot(&g_health, key, (size_t)len);
         if (*s != 0) {
             ptc_health_cell *c = g_health.values[*s - 1];
-            if (c->users > 0) {
+            if (atomic_load(&c->users) > 0) {
                 atomic_store_explicit(&c->healthy, healthy, memory_order_relaxed);
                 rc = 0;
             }
@@ -190,16 +192,15 @@ static char *put_str(char **arena, const char *s)
     return at;
 }
 
-/* Upstreams without a cell (a build that failed early) are skipped. */
+/* Upstreams without a cell (a build that failed early) are skipped.  May
+ * run on a worker: takes no lock (cells are never freed). */
 static void release_health(ptc_dp_snapshot *s)
 {
-    pthread_mutex_lock(&g_health.lock);
     for (size_t i = 0; i < s->n_upstreams; i++) {
         ptc_health_cell *c = s->upstreams[i].health;
-        if (c != NULL && --c->users == 0)
+        if (c != NULL && atomic_fetch_sub(&c->users, 1) == 1)
             atomic_store_explicit(&c->healthy, true, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&g_health.lock);
 }
 
 static void snapshot_free(ptc_dp_snapshot *s)
@@ -328,9 +329,10 @@ static void attach_health(ptc_dp_snapshot *s)
         if (c == NULL) {
             c = ptc_xcalloc(1, sizeof(*c));
             atomic_init(&c->healthy, true);
+            atomic_init(&c->users, 0);
             g_health.values[idx] = c;
         }
-        c->users++;
+        atomic_fetch_add(&c->users, 1);
         s->upstreams[i].health = c;
     }
     pthread_mutex_unlock(&g_health.lock);

@@ -93,9 +93,14 @@ typedef struct ptc_route_stats {
 } ptc_route_stats;
 
 typedef struct ptc_wmetrics {
-    pthread_mutex_t grow_lock; /* the worker growing by_route, the scraper reading it */
+    /* Held only to swap or copy by_route and n_by_route: a grown table is
+     * published under it, and the one it replaces is kept (in old_tables)
+     * until the worker is destroyed, since a scrape may still read it. */
+    pthread_mutex_t grow_lock;
     _Atomic(ptc_route_stats *) *by_route;
     uint32_t n_by_route;
+    void **old_tables;
+    size_t n_old_tables;
     ptc_route_stats none; /* requests that matched no route */
     atomic_uint_least64_t clients, upstreams, upstreams_idle;
     atomic_uint_least64_t accepted, handshakes, resumed, handshake_failures;
