@@ -4,6 +4,8 @@ in time, are cut off by the header timeout, the minimum body rate and the
 send timeout, while a normal client is still served."""
 
 import json
+import os
+import resource
 import re
 import socket
 import subprocess
@@ -136,3 +138,47 @@ def test_slow_reader_is_cut_off(portico, tmp_path):
         assert raw(p.http_port, request_bytes("big.test", "/after")).status == 200
     finally:
         src.close()
+
+
+def test_out_of_descriptors_backs_off(portico):
+    """With its descriptor limit lowered under a flood of connections,
+    portico pauses accepting instead of spinning on EMFILE, keeps serving
+    the connections it has, and accepts again once descriptors are free."""
+    p = portico(settings={"workers": "1", "header_timeout_ms": "60000"})
+    up = RawUpstream(echo_handler)
+    flood = []
+    try:
+        route(p, "fd", "fd.test", up.port)
+        keep = Conn(p.http_port)
+        keep.send(request_bytes("fd.test", "/first"))
+        assert keep.read_response().status == 200
+        pid = p.proc.pid
+        used = len(os.listdir(f"/proc/{pid}/fd"))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        # Only the soft limit moves: raising it back needs no privilege.
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={used + 16}:"], check=True, timeout=10)
+        for _ in range(60):
+            s = socket.create_connection(("127.0.0.1", p.http_port), timeout=5)
+            s.sendall(b"GET / HTTP/1.1\r\n")  # a head that never ends
+            flood.append(s)
+        wait_until(lambda: "pausing accept" in p.read_log(), timeout=20, what="the EMFILE warning")
+        # Not spinning: the process uses a small part of a core meanwhile.
+        ticks = lambda: sum(int(x) for x in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[11:13])
+        t0, c0 = time.monotonic(), ticks()
+        time.sleep(2)
+        used_pct = 100 * (ticks() - c0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+        assert used_pct < 50, f"portico used {used_pct:.0f}% of a core while out of descriptors"
+        # The established connection is still served.
+        keep.send(request_bytes("fd.test", "/still"))
+        assert keep.read_response().status == 200
+        keep.close()
+        for s in flood:
+            s.close()
+        flood.clear()
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={soft}:"], check=True, timeout=10)
+        wait_until(lambda: raw(p.http_port, request_bytes("fd.test", "/again"), timeout=5).status == 200,
+                   timeout=20, what="portico to accept again")
+    finally:
+        for s in flood:
+            s.close()
+        up.close()
