@@ -549,15 +549,17 @@ static void accept_on(ptc_worker *w, int lfd, bool tls)
             /* The pending connection stays queued; accepting again right
              * away would spin, so pause (the listener stays readable, and
              * being edge-triggered it will not tell us again). */
-            if (!w->accept_paused)
+            if (!w->emfile_warned)
                 ptc_log_warn("data plane: out of descriptors, pausing accept", PTC_LI("worker", w->id),
                              PTC_LI("errno", -fd));
+            w->emfile_warned = true; /* once per shortage, not every 100 ms */
             w->accept_paused = true;
             ptc_timer_set(w->loop, &w->accept_timer, ptc_loop_now(w->loop) + ACCEPT_PAUSE_MS);
             return;
         }
         if (fd < 0)
             continue; /* ECONNABORTED and the like concern that one connection */
+        w->emfile_warned = false;
         ptc_client *c = client_new(w);
         c->w = w;
         c->tls = tls;

@@ -244,7 +244,7 @@ struct ptc_worker {
     int http_fd, https_fd;
     uint16_t http_port, https_port;
     ptc_timer accept_timer; /* re-enables accept after EMFILE */
-    bool accept_paused;
+    bool accept_paused, emfile_warned;
 
     ptc_held *held, *cur;
     uint64_t gen;
