@@ -7,10 +7,11 @@ versions."""
 import socket
 import ssl
 import subprocess
+import zlib
 
 import pytest
 
-from dp_util import make_cert, put_cert, raw, raw_upstream, request_bytes, route  # noqa: F401 (fixture)
+from dp_util import Conn, make_cert, put_cert, raw, raw_upstream, reply, request_bytes, route  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -127,3 +128,29 @@ def test_session_resumption_alpn_and_versions(dp, two_domains, tmp_path):
     assert b"ALPN protocol: http/1.1" in out.stdout
     out = s_client(dp.https_port, "-servername", "a.test", "-tls1_1", stdin=b"")
     assert out.returncode != 0 and b"Cipher is (NONE)" in out.stdout + out.stderr or b"alert" in out.stderr
+
+
+def test_bodies_both_ways_over_tls(dp, raw_upstream, tmp_path):
+    def handler(peer, up):
+        while (req := peer.read_head()) is not None:
+            crc = [0]
+            n = peer.read_body(req, sink=lambda b: crc.__setitem__(0, zlib.crc32(b, crc[0])))
+            if req["target"] == "/down":
+                body = bytes(range(256)) * (32 << 10)  # 8 MiB
+                peer.send(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            else:
+                peer.send(reply(200, f"{n} {crc[0]}".encode()))
+
+    up = raw_upstream(handler)
+    cert, key, path = make_cert(tmp_path, "big.test")
+    put_cert(dp, "big.test", cert, key)
+    route(dp, "big", "big.test", up.port, enable_ssl=True)
+    c = Conn(0, sock=tls_connect(dp.https_port, "big.test", path))
+    data = bytes(range(251)) * 40000
+    c.send(f"POST /up HTTP/1.1\r\nHost: big.test\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    r = c.read_response()
+    assert r.body == f"{len(data)} {zlib.crc32(data)}".encode()
+    c.send(b"GET /down HTTP/1.1\r\nHost: big.test\r\n\r\n")
+    r = c.read_response()
+    assert r.body == bytes(range(256)) * (32 << 10)
+    c.close()
