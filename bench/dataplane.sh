@@ -31,7 +31,7 @@
 #         ROUNDS=5 DURATION=10s WORKERS="1" PROXIES="nginx portico" bench/dataplane.sh
 # Knobs:  ROUNDS=3 DURATION=5s CONNS=64 CLOSE_CONNS=16 SHORT=3s (close and TLS runs) WARMUP=1s
 #         WORKERS="1 2" PROXIES="direct nginx haproxy caddy portico" TLS=1 IDLE_CONNS=2000
-#         CONTROL=1 ROUTES=10000 CHANGES=20 PIN=1 PROXY_CPU=1 LOAD_CPU=0 QUIET_MAX=15
+#         CONTROL=1 ROUTES=10000 CHANGES=20 PIN=1 PROXY_CPU=1 LOAD_CPU=0 QUIET_MAX=15 QUIET_WAIT=30
 #         PORTICO_BIN=build/portico (a release build: `make`)
 # Output: bench/results/dataplane-<stamp>/{summary.txt,runs.tsv,raw/,logs/}; the summary is printed.
 # Every server started here runs in the foreground of this script and is
@@ -60,6 +60,7 @@ PIN=${PIN:-1}
 PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 QUIET_MAX=${QUIET_MAX:-15}
+QUIET_WAIT=${QUIET_WAIT:-30}
 ORIGIN_PORT=${ORIGIN_PORT:-9001}
 HTTP_PORT=${HTTP_PORT:-8080}
 HTTPS_PORT=${HTTPS_PORT:-8443}
@@ -306,8 +307,22 @@ measure() {
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$W" "$ROUND" "$name" "$mode" $res "$cpu" "$other" >>"$OUT/runs.tsv"
 }
 
+# wait_quiet : up to QUIET_WAIT s for a 1 s window in which processes that
+# are not ours use at most QUIET_MAX % of a core (the machine may be shared).
+wait_quiet() {
+  local deadline=$((SECONDS + QUIET_WAIT)) b0 b1 o0 o1 pct
+  while :; do
+    b0=$(busy_ticks); o0=$(cpu_ticks "$ORIGIN_PID"); sleep 1; b1=$(busy_ticks); o1=$(cpu_ticks "$ORIGIN_PID")
+    pct=$(((b1 - b0 - (o1 - o0)) * 100 / CLK_TCK))
+    if ((pct <= QUIET_MAX || SECONDS >= deadline)); then break; fi
+    sleep 2
+  done
+  ((pct <= QUIET_MAX)) || log "machine busy (${pct}% of a core used by others); measuring anyway"
+}
+
 bench_one() { # NAME
   local name=$1 target=$HTTP_PORT
+  wait_quiet
   PID=
   if [[ $name == direct ]]; then
     PID=$ORIGIN_PID; target=$ORIGIN_PORT
