@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -172,11 +173,25 @@ void ptc_client_close(ptc_client *c)
  * half-closed and what arrives is read and dropped for a while, so that
  * unread bytes do not make the kernel reset the connection before the
  * client has read our answer; otherwise it is closed at once. */
+static bool nothing_to_read(ptc_client *c)
+{
+    int pending = 0;
+    if (c->pc.in.start != c->pc.in.end || c->pc.rdhup)
+        return false;
+    if (!c->pc.rd_ready)
+        return true; /* the last read found the socket empty */
+    /* TLS reads stop at record boundaries, so readiness is rarely used up:
+     * ask the kernel (one ioctl is cheaper than lingering). */
+    if (c->pc.ssl != NULL && SSL_has_pending(c->pc.ssl))
+        return false;
+    return ioctl(c->pc.io.fd, FIONREAD, &pending) == 0 && pending == 0;
+}
+
 static void start_linger(ptc_client *c)
 {
     bool quiet = c->x == NULL || c->x->req_read;
     end_exchange(c, false);
-    if (quiet && c->pc.in.start == c->pc.in.end && !c->pc.rd_ready && !c->pc.rdhup) {
+    if (quiet && nothing_to_read(c)) {
         if (c->pc.ssl != NULL)
             SSL_shutdown(c->pc.ssl);
         ptc_client_close(c);

@@ -144,10 +144,8 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, c
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* What both kinds of context need.  After SSL_set_SSL_CTX a connection
- * takes its certificate part (which holds the DH setting) and its ALPN
- * callback from the certificate's context, the rest (protocol versions,
- * ciphers, ticket keys) from the server context it started on. */
+/* The server context's settings; a certificate's context gets them too,
+ * so that it could serve a handshake by itself. */
 static int configure(SSL_CTX *ctx)
 {
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
@@ -182,7 +180,13 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
         *alert = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
-    SSL_set_SSL_CTX(ssl, ctx);
+    STACK_OF(X509) *chain = NULL;
+    SSL_CTX_get0_chain_certs(ctx, &chain);
+    /* The connection takes references (override: replace anything set). */
+    if (SSL_use_cert_and_key(ssl, SSL_CTX_get0_certificate(ctx), SSL_CTX_get0_privatekey(ctx), chain, 1) != 1) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
     return SSL_TLSEXT_ERR_OK;
 }
 

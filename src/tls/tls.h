@@ -1,12 +1,13 @@
 /* TLS for the builtin data plane (OpenSSL 3).
  *
- * One server context per data plane starts every handshake: it carries
+ * One server context per data plane runs every handshake: it carries
  * Mozilla's "intermediate" settings (TLS 1.2 and 1.3), ALPN (http/1.1) and
- * the session-ticket keys.  The certificate is chosen by SNI in OpenSSL's
- * servername callback, which switches the connection to the SSL_CTX of that
- * certificate (SSL_set_SSL_CTX); since OpenSSL encrypts tickets with the
- * context the connection started on, every worker and every certificate
- * share one ticket key ring, so a session resumes on any worker.
+ * the session-ticket keys, shared by every worker, so a session resumes on
+ * any worker.  Each certificate is parsed and checked once into a context
+ * of its own; in OpenSSL's servername callback the one SNI names is
+ * installed on the connection (SSL_use_cert_and_key: references, no copy
+ * of the context's other settings, which SSL_set_SSL_CTX would make on
+ * every handshake).
  *
  * Ticket keys are random, made in memory, replaced every hour; a ticket
  * made with one of the two previous keys still resumes (and is renewed),
@@ -23,10 +24,10 @@
 #include <stddef.h>
 
 /* Chooses the certificate for a handshake from the SNI name (NULL when
- * the client sent none).  Returns the certificate's SSL_CTX (borrowed: it
- * must stay alive until the callback returns), or NULL to fail the
- * handshake with an unrecognized_name alert.  Runs on the handshaking
- * thread. */
+ * the client sent none).  Returns the certificate's context (borrowed: it
+ * must stay alive until the callback returns; the connection keeps its own
+ * references to the certificate and key), or NULL to fail the handshake
+ * with an unrecognized_name alert.  Runs on the handshaking thread. */
 typedef SSL_CTX *(*ptc_tls_pick_cb)(SSL *ssl, const char *servername, void *arg);
 
 /* The server context that handshakes start on; pick selects the
@@ -34,8 +35,8 @@ typedef SSL_CTX *(*ptc_tls_pick_cb)(SSL *ssl, const char *servername, void *arg)
  * SSL_CTX_free(). */
 SSL_CTX *ptc_tls_server_ctx_new(ptc_tls_pick_cb pick, void *arg, char *err, size_t errlen);
 
-/* The context of one certificate: cert_pem holds the leaf then its chain,
- * key_pem the private key, which must match.  Returns a counted reference
+/* The context holding one certificate: cert_pem holds the leaf then its
+ * chain, key_pem the private key, which must match.  Returns a counted reference
  * (release it with ptc_tls_cert_ctx_release, never SSL_CTX_free), or NULL
  * with the reason in err.  Thread-safe; blocks only on parsing. */
 SSL_CTX *ptc_tls_cert_ctx_get(const char *cert_pem, const char *key_pem, char *err, size_t errlen);

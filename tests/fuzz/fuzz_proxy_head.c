@@ -9,10 +9,16 @@
 #include "proxy/rewrite.h"
 #include "proxy/router.h"
 
-#include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Checked in every build type (release builds define NDEBUG). */
+#define MUST(cond)                                                                                           \
+    do {                                                                                                     \
+        if (!(cond))                                                                                         \
+            abort();                                                                                         \
+    } while (0)
 
 static ptc_router *router(void)
 {
@@ -77,26 +83,26 @@ static void check_request(const char *data, size_t size, bool trusted)
     /* Forwarded heads may exceed the client limits by what portico adds,
      * and a trusted peer's X-Forwarded-For grows: only check the rest. */
     if (n2 > 0) {
-        assert((size_t)n2 == out.len);
+        MUST((size_t)n2 == out.len);
         int rc = ptc_http_parse_request(out.data, out.len, &again, &err);
         if (rc == 0) {
-            assert(count(again.headers, again.n_headers, "host") == 1);
-            assert(count(again.headers, again.n_headers, "x-forwarded-for") == 1);
-            assert(count(again.headers, again.n_headers, "content-length") + count(again.headers, again.n_headers,
+            MUST(count(again.headers, again.n_headers, "host") == 1);
+            MUST(count(again.headers, again.n_headers, "x-forwarded-for") == 1);
+            MUST(count(again.headers, again.n_headers, "content-length") + count(again.headers, again.n_headers,
                                                                                    "transfer-encoding") <= 1);
-            assert(again.chunked == req.chunked);
-            assert(again.content_length == req.content_length);
+            MUST(again.chunked == req.chunked);
+            MUST(again.content_length == req.content_length);
             if (req.form != PTC_HTTP_FORM_ASTERISK)
-                assert(again.path.len == fwd.len && memcmp(again.path.p, fwd.p, fwd.len) == 0);
+                MUST(again.path.len == fwd.len && memcmp(again.path.p, fwd.p, fwd.len) == 0);
             for (size_t i = 0; i < req.n_headers; i++)
                 if (ptc_str_ieq(req.headers[i].name, "connection"))
                     for (size_t j = 0; j < again.n_headers; j++)
-                        assert(!ptc_str_ieq(again.headers[j].name, "connection") || info.websocket);
+                        MUST(!ptc_str_ieq(again.headers[j].name, "connection") || info.websocket);
         } else {
-            assert(err.status == 431);
+            MUST(err.status == 431);
         }
     } else {
-        assert(n2 == 0 ? false : err.status == 431);
+        MUST(n2 == 0 ? false : err.status == 431);
     }
     ptc_buf_free(&out);
 }
@@ -125,13 +131,13 @@ static void check_response(const char *data, size_t size)
     size_t scan2 = 0;
     long n2 = ptc_http_scan_head(out.data, out.len, &scan2, false, &err);
     if (n2 > 0) {
-        assert((size_t)n2 == out.len);
+        MUST((size_t)n2 == out.len);
         if (ptc_http_parse_response(out.data, out.len, PTC_HTTP_GET, &again, &err) == 0) {
-            assert(again.status == res.status);
-            assert(again.chunked == (info.framing == PTC_BODY_CHUNKED));
-            assert(count(again.headers, again.n_headers, "x-request-id") == 1);
+            MUST(again.status == res.status);
+            MUST(again.chunked == (info.framing == PTC_BODY_CHUNKED));
+            MUST(count(again.headers, again.n_headers, "x-request-id") == 1);
         } else {
-            assert(err.status == 502); /* our additions passed the header limit */
+            MUST(err.status == 502); /* our additions passed the header limit */
         }
     }
     ptc_buf_free(&out);
