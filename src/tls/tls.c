@@ -27,8 +27,8 @@
 #define MAX_PEM (1u << 20)
 #define TICKET_ROTATE_S 3600
 #define TICKET_KEYS 3 /* the current one and the two before it */
-/* Every context carries the same session id context: a session made under
- * one certificate's context resumes under the server context it starts on. */
+/* Sessions carry this context and resume only where it matches; a fixed
+ * value keeps them valid across snapshots and workers. */
 static const unsigned char SID_CTX[] = "portico";
 
 void ptc_tls_error(char *err, size_t errlen, const char *what)
