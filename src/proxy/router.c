@@ -3,8 +3,8 @@
  * Layout: one array of hosts (exact and wildcard alike), two open-addressing
  * tables of host indices keyed by name (a wildcard is stored under its
  * suffix, "*.example.com" under "example.com"), and one array of prefixes
- * grouped by host and sorted longest first within a group.  Everything but
- * the strings lives in four allocations. */
+ * grouped by host and sorted longest first within a group: four
+ * allocations, and the strings are the caller's. */
 #include "proxy/router.h"
 
 #include <stdint.h>
@@ -31,7 +31,6 @@ struct ptc_router {
     uint32_t *exact, *wild; /* host index + 1; 0 is an empty slot */
     uint32_t mask;
     prefix *routes;
-    char *strings;
 };
 
 static uint64_t hash_bytes(const char *p, size_t n)
@@ -59,10 +58,6 @@ static uint32_t *find_slot(const ptc_router *r, uint32_t *tab, const char *name,
 ptc_router *ptc_router_build(const ptc_router_entry *entries, size_t n)
 {
     ptc_router *r = ptc_xcalloc(1, sizeof(*r));
-    size_t bytes = 0;
-    for (size_t i = 0; i < n; i++)
-        bytes += strlen(entries[i].domain) + strlen(entries[i].path_prefix) + 2;
-    r->strings = ptc_xmalloc(bytes + 1);
     uint32_t cap = 16;
     while (cap < 2 * n + 2)
         cap *= 2;
@@ -74,7 +69,6 @@ ptc_router *ptc_router_build(const ptc_router_entry *entries, size_t n)
     uint32_t *host_of = ptc_xcalloc(n ? n : 1, sizeof(uint32_t));
 
     /* Pass 1: intern host names and count each host's prefixes. */
-    char *s = r->strings;
     for (size_t i = 0; i < n; i++) {
         const char *d = entries[i].domain;
         bool wild = d[0] == '*' && d[1] == '.';
@@ -82,9 +76,7 @@ ptc_router *ptc_router_build(const ptc_router_entry *entries, size_t n)
         size_t len = strlen(name);
         uint32_t *slot = find_slot(r, wild ? r->wild : r->exact, name, len);
         if (*slot == 0) {
-            memcpy(s, name, len + 1);
-            r->hosts[r->n_hosts] = (host){.name = s, .len = (uint32_t)len};
-            s += len + 1;
+            r->hosts[r->n_hosts] = (host){.name = name, .len = (uint32_t)len};
             *slot = ++r->n_hosts;
         }
         host_of[i] = *slot - 1;
@@ -99,10 +91,8 @@ ptc_router *ptc_router_build(const ptc_router_entry *entries, size_t n)
     }
     for (size_t i = 0; i < n; i++) {
         host *h = &r->hosts[host_of[i]];
-        size_t len = strlen(entries[i].path_prefix);
-        memcpy(s, entries[i].path_prefix, len + 1);
-        r->routes[h->first + h->count++] = (prefix){.p = s, .len = (uint32_t)len, .id = entries[i].id};
-        s += len + 1;
+        r->routes[h->first + h->count++] =
+            (prefix){.p = entries[i].path_prefix, .len = (uint32_t)strlen(entries[i].path_prefix), .id = entries[i].id};
     }
     /* Pass 3: longest prefix first within each (small) group; an insertion
      * sort is stable, so of two equal prefixes the first entry wins. */
@@ -128,7 +118,6 @@ void ptc_router_free(ptc_router *r)
     free(r->exact);
     free(r->wild);
     free(r->routes);
-    free(r->strings);
     free(r);
 }
 

@@ -23,9 +23,10 @@ typedef struct ptc_router_entry {
     int id;                  /* handed back by ptc_router_match */
 } ptc_router_entry;
 
-/* Builds a router over entries[0..n) (the strings are copied).  A second
- * entry with the same domain and prefix never matches.  Never fails (out of
- * memory aborts). */
+/* Builds a router over entries[0..n).  The strings are referenced, not
+ * copied: they must outlive the router (the snapshot owns both).  A second
+ * entry with the same domain and prefix never matches.  Never fails (out
+ * of memory aborts). */
 ptc_router *ptc_router_build(const ptc_router_entry *entries, size_t n);
 void ptc_router_free(ptc_router *r);
 

@@ -145,9 +145,8 @@ typedef struct snap_cert_slot {
     uint32_t ctx; /* index into ctxs */
 } snap_cert_slot;
 
-static bool valid_domain(const char *d)
+static bool valid_domain_n(const char *d, size_t n)
 {
-    size_t n = strlen(d);
     if (n == 0 || n > MAX_NAME)
         return false;
     for (size_t i = 0; i < n; i++) {
@@ -157,6 +156,11 @@ static bool valid_domain(const char *d)
             return false;
     }
     return d[n - 1] != '.';
+}
+
+static bool valid_domain(const char *d)
+{
+    return valid_domain_n(d, strlen(d));
 }
 
 static snap_cert_slot *cert_slot(const ptc_dp_snapshot *s, const char *name, size_t len, bool wildcard)
@@ -191,6 +195,21 @@ static char *put_str(char **arena, const char *s)
     *arena += n;
     return at;
 }
+
+/* s[0..len) and a NUL. */
+static char *put_strn(char **arena, const char *s, size_t len)
+{
+    char *at = *arena;
+    memcpy(at, s, len);
+    at[len] = '\0';
+    *arena += len + 1;
+    return at;
+}
+
+/* The lengths of a route's strings, measured once per build. */
+typedef struct route_lens {
+    uint32_t name, domain, prefix;
+} route_lens;
 
 /* Upstreams without a cell (a build that failed early) are skipped.  May
  * run on a worker: takes no lock (cells are never freed). */
@@ -374,17 +393,24 @@ ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_route *routes, size_t n_rout
 {
     ptc_dp_snapshot *s = ptc_xcalloc(1, sizeof(*s));
     ptc_router_entry *entries = NULL;
+    route_lens *lens = ptc_xmalloc((n_routes ? n_routes : 1) * sizeof(route_lens));
     size_t bytes = 0, n_up = 0;
     atomic_init(&s->refs, 1);
 
     for (size_t i = 0; i < n_routes; i++) {
         const ptc_dp_route *r = &routes[i];
-        if (r->name == NULL || r->domain == NULL || !valid_domain(r->domain) || r->path_prefix == NULL ||
-            r->path_prefix[0] != '/' || (r->n_upstreams > 0 && r->upstreams == NULL)) {
-            snprintf(err, errlen, "route %zu (%s): bad name, domain or path prefix", i, r->name ? r->name : "?");
+        if (r->name == NULL || r->domain == NULL || r->path_prefix == NULL) {
+            snprintf(err, errlen, "route %zu: no name, domain or path prefix", i);
             goto fail;
         }
-        bytes += str_size(r->name) + str_size(r->domain) + str_size(r->path_prefix);
+        lens[i] = (route_lens){(uint32_t)strlen(r->name), (uint32_t)strlen(r->domain),
+                               (uint32_t)strlen(r->path_prefix)};
+        if (!valid_domain_n(r->domain, lens[i].domain) || r->path_prefix[0] != '/' ||
+            (r->n_upstreams > 0 && r->upstreams == NULL)) {
+            snprintf(err, errlen, "route %zu (%s): bad domain or path prefix", i, r->name);
+            goto fail;
+        }
+        bytes += (size_t)lens[i].name + lens[i].domain + lens[i].prefix + 3;
         for (size_t j = 0; j < r->n_upstreams; j++)
             bytes += strlen(r->upstreams[j].host ? r->upstreams[j].host : "") + 8;
         n_up += r->n_upstreams;
@@ -407,9 +433,9 @@ ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_route *routes, size_t n_rout
         const ptc_dp_route *in = &routes[i];
         ptc_snap_route *out = &s->routes[i];
         bool added;
-        out->name = put_str(&arena, in->name);
-        out->domain = put_str(&arena, in->domain);
-        out->path_prefix = put_str(&arena, in->path_prefix);
+        out->name = put_strn(&arena, in->name, lens[i].name);
+        out->domain = put_strn(&arena, in->domain, lens[i].domain);
+        out->path_prefix = put_strn(&arena, in->path_prefix, lens[i].prefix);
         out->strip_prefix = in->strip_prefix;
         out->websocket = in->websocket;
         out->security_headers = in->security_headers;
@@ -417,7 +443,7 @@ ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_route *routes, size_t n_rout
         out->max_body_size = in->max_body_size;
         out->upstreams = &s->upstreams[u];
         out->n_upstreams = (uint32_t)in->n_upstreams;
-        out->stat_idx = reg_intern(&g_stats, out->name, strlen(out->name), &added);
+        out->stat_idx = reg_intern(&g_stats, out->name, lens[i].name, &added);
         if (out->stat_idx + 1 > s->stat_limit)
             s->stat_limit = out->stat_idx + 1;
         for (size_t j = 0; j < in->n_upstreams; j++, u++) {
@@ -432,9 +458,11 @@ ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_route *routes, size_t n_rout
     if (add_certs(s, certs, n_certs, &arena, err, errlen) < 0)
         goto fail;
     free(entries);
+    free(lens);
     return s;
 fail:
     free(entries);
+    free(lens);
     snapshot_free(s);
     return NULL;
 }
