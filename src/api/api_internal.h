@@ -5,7 +5,9 @@
 #define PTC_API_INTERNAL_H
 
 #include "api/api.h"
+#include "dns/dns.h"
 #include "model/state.h"
+#include "ports/ports.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -24,6 +26,15 @@ struct ptc_api {
     pthread_mutex_t apply_lock; /* one change at a time, held from reading the state to committing */
     pthread_mutex_t state_lock; /* guards the state pointer only (held for a retain) */
     const ptc_state *state;     /* the committed desired state, as the engine serves it */
+    ptc_ports *ports;           /* the port allocator (seed 003) */
+    /* DNS (seed 004): the zone is rebuilt from the store's records and the
+     * state's proxies after every change, under dns_lock so that the last
+     * rebuild always sees the last change. */
+    char *dns_zone_name;        /* NULL: dns_zone unset, no DNS */
+    ptc_dns_server *dns_server; /* NULL: dns_listen unset */
+    pthread_mutex_t dns_lock;
+    ptc_dns_zone *dns_zone;     /* what the responder answers from */
+    uint32_t dns_serial;
 };
 
 /* One call: what the handler reads and what it answers. */
@@ -81,6 +92,9 @@ typedef struct ptc_change {
     const ptc_state *(*build)(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg);
     int (*commit)(ptc_call *c, const ptc_state *cur, const ptc_state *next, int64_t rev, void *arg);
     void *arg;
+    /* set when commit() also writes the proxies of next as revision rev
+     * (a change that is a revision and more, like POST /add-record) */
+    bool commits_revision;
     /* what to verify through the engine afterwards (domain NULL: nothing) */
     const char *verify_domain;
     const char *verify_path;
@@ -105,6 +119,20 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
  * upstream's result in details) and returns false when none is healthy. */
 bool ptc_api_gate(ptc_call *c, const ptc_proxy *p);
 
+/* ---- DNS (dns.c) ---- */
+
+/* Reads dns_zone, dns_proxy_ip and dns_listen, starts the responder when
+ * dns_listen is set and publishes the first zone.  Returns 0 or -EINVAL
+ * with the reason in err.  Blocks briefly. */
+int ptc_api_dns_start(ptc_api *api, char *err, size_t errlen);
+void ptc_api_dns_stop(ptc_api *api);
+/* Rebuilds the zone from the store's records and the committed state and
+ * publishes it; called after every change to either. */
+void ptc_api_dns_refresh(ptc_api *api);
+/* The "dns" check of the health endpoint (zone, serial, names, whether
+ * the responder listens), or NULL when there is no zone. */
+json_t *ptc_api_dns_status(ptc_api *api);
+
 /* ---- handlers (one file per resource) ---- */
 void ptc_api_proxies_list(ptc_call *c);
 void ptc_api_proxy_get(ptc_call *c);
@@ -118,5 +146,15 @@ void ptc_api_certs_list(ptc_call *c);
 void ptc_api_cert_get(ptc_call *c);
 void ptc_api_cert_put(ptc_call *c);
 void ptc_api_cert_delete(ptc_call *c);
+void ptc_api_ports_list(ptc_call *c);
+void ptc_api_ports_allocate(ptc_call *c);
+void ptc_api_ports_get(ptc_call *c);
+void ptc_api_ports_release(ptc_call *c);
+void ptc_api_dns_records_list(ptc_call *c);
+void ptc_api_dns_record_get(ptc_call *c);
+void ptc_api_dns_record_put(ptc_call *c);
+void ptc_api_dns_record_delete(ptc_call *c);
+void ptc_api_dns_zone(ptc_call *c);
+void ptc_api_add_record(ptc_call *c);
 
 #endif

@@ -35,6 +35,8 @@ static void publish(ptc_api *api, const ptc_state *next)
     api->state = ptc_state_retain(next);
     pthread_mutex_unlock(&api->state_lock);
     ptc_state_release(old);
+    /* Proxies with dns: true are names in the zone. */
+    ptc_api_dns_refresh(api);
 }
 
 static void engine_apply(ptc_api *api, const ptc_state *from, const ptc_state *to, const ptc_change *chg,
@@ -107,19 +109,20 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
         ptc_api_audit_failure(c, chg->action, chg->droplet, chg->domain);
         goto out;
     }
-    if (chg->commit == NULL)
+    bool revisioned = chg->commit == NULL || chg->commits_revision;
+    if (revisioned)
         ((ptc_state *)next)->revision = rev;
     else
         ((ptc_state *)next)->revision = cur->revision;
     publish(api, next);
 
     *report = res.report ? json_incref(res.report) : json_object();
-    if (chg->commit == NULL)
+    if (revisioned)
         json_object_set_new(*report, "revision", json_integer(rev));
     *next_out = ptc_state_retain(next);
     status = PTC_APPLY_DONE;
     char detail[200];
-    if (chg->commit == NULL)
+    if (revisioned)
         snprintf(detail, sizeof(detail), "%s; revision %lld", chg->summary, (long long)rev);
     else
         snprintf(detail, sizeof(detail), "%s", chg->summary);

@@ -54,6 +54,9 @@ void ptc_api_health(ptc_call *c)
     if (engine_level > level)
         level = engine_level;
     json_object_set_new(checks, "store", json_pack("{s:b, s:i}", "ok", schema > 0, "schema_version", schema));
+    json_t *dns = ptc_api_dns_status(api);
+    if (dns)
+        json_object_set_new(checks, "dns", dns);
     json_t *body = json_pack("{s:s, s:s, s:s, s:O, s:o, s:o, s:i, s:i, s:I}", "status", names[level], "version",
                              PTC_VERSION, "engine", api->engine->ops->name, api->engine->ops->name, engine, "ssl",
                              ssl_status(s, &level), "checks", checks, "proxies", (json_int_t)s->n_proxies,

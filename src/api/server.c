@@ -35,6 +35,16 @@ static const route routes[] = {
     {"GET", "/certificates/{}", ptc_api_cert_get, false},
     {"PUT", "/certificates/{}", ptc_api_cert_put, false},
     {"DELETE", "/certificates/{}", ptc_api_cert_delete, false},
+    {"GET", "/ports", ptc_api_ports_list, false},
+    {"POST", "/ports", ptc_api_ports_allocate, false},
+    {"GET", "/ports/{}", ptc_api_ports_get, false},
+    {"DELETE", "/ports/{}", ptc_api_ports_release, false},
+    {"GET", "/dns/records", ptc_api_dns_records_list, false},
+    {"GET", "/dns/records/{}", ptc_api_dns_record_get, false},
+    {"PUT", "/dns/records/{}", ptc_api_dns_record_put, false},
+    {"DELETE", "/dns/records/{}", ptc_api_dns_record_delete, false},
+    {"GET", "/dns/zone", ptc_api_dns_zone, false},
+    {"POST", "/add-record", ptc_api_add_record, false},
 };
 
 /* Per-request state kept by libmicrohttpd between handler calls. */
@@ -492,6 +502,7 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
     api->started_at = ptc_now_ms();
     pthread_mutex_init(&api->apply_lock, NULL);
     pthread_mutex_init(&api->state_lock, NULL);
+    pthread_mutex_init(&api->dns_lock, NULL);
     api->token = load_token(s, err, errlen);
     if (api->token == (char *)-1) {
         api->token = NULL;
@@ -508,6 +519,10 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
         goto fail;
     api->state = state;
     state = NULL;
+    api->ports = ptc_ports_new(store, ptc_settings_get(s, PTC_SET_PORT_RANGE),
+                               ptc_settings_get(s, PTC_SET_RESERVED_PORTS), err, errlen);
+    if (api->ports == NULL || ptc_api_dns_start(api, err, errlen) != 0)
+        goto fail;
 
     api->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG |
@@ -537,10 +552,13 @@ void ptc_api_stop(ptc_api *api)
         return;
     if (api->daemon)
         MHD_stop_daemon(api->daemon);
+    ptc_api_dns_stop(api);
+    ptc_ports_free(api->ports);
     ptc_state_release(api->state);
     free(api->token);
     pthread_mutex_destroy(&api->apply_lock);
     pthread_mutex_destroy(&api->state_lock);
+    pthread_mutex_destroy(&api->dns_lock);
     free(api);
 }
 

@@ -223,6 +223,53 @@ static void print_health(const json_t *h)
     free(ssl);
 }
 
+static void print_ports(const json_t *r)
+{
+    size_t i;
+    const json_t *a;
+    printf("range %s: %lld allocated, %lld available\n", str(r, "port_range"),
+           (long long)json_integer_value(json_object_get(r, "total_allocated")),
+           (long long)json_integer_value(json_object_get(r, "total_available")));
+    printf("%-8s %-28s %-9s %-9s %s\n", "PORT", "OWNER", "INTERNAL", "STATUS", "ALLOCATED_AT");
+    json_array_foreach(json_object_get(r, "allocations"), i, a) {
+        printf("%-8lld %-28s %-9lld %-9s %s\n", (long long)json_integer_value(json_object_get(a, "port")),
+               str(a, "owner"), (long long)json_integer_value(json_object_get(a, "internal_port")), str(a, "status"),
+               str(a, "allocated_at"));
+    }
+}
+
+static void print_port_map(const json_t *r)
+{
+    const char *k;
+    const json_t *v;
+    const json_t *map = json_object_get(r, "allocated_ports");
+    if (map == NULL)
+        map = json_object_get(r, "released_ports");
+    printf("%s%s\n", str(r, "owner"), json_object_get(r, "released_ports") ? " (released)" : "");
+    json_object_foreach((json_t *)map, k, v)
+        printf("  %s -> %lld\n", k, (long long)json_integer_value(v));
+}
+
+static void print_dns_records(const json_t *list)
+{
+    size_t i;
+    const json_t *r;
+    if (json_is_object(list))
+        list = json_object_get(list, "records");
+    printf("%-40s %-5s %-40s %-6s %s\n", "NAME", "TYPE", "VALUE", "TTL", "SOURCE");
+    json_array_foreach(list, i, r) {
+        printf("%-40s %-5s %-40s %-6lld %s\n", str(r, "name"), str(r, "type"), str(r, "value"),
+               (long long)json_integer_value(json_object_get(r, "ttl")), str(r, "source"));
+    }
+}
+
+static void print_dns_record(const json_t *r)
+{
+    printf("%s %s %s ttl %lld%s\n", str(r, "name"), str(r, "type"), str(r, "value"),
+           (long long)json_integer_value(json_object_get(r, "ttl")),
+           json_is_false(json_object_get(r, "changed")) ? " (unchanged)" : "");
+}
+
 static void usage(void)
 {
     fputs("usage: portico <command> [options]\n"
@@ -235,6 +282,8 @@ static void usage(void)
           "                   [--no-websocket] [--no-security-headers] [--dns])\n"
           "  certs list|get DOMAIN|delete DOMAIN|put DOMAIN --cert=CHAIN.pem --key=KEY.pem\n"
           "  health | audit [--since=T] [--limit=N] | revisions [--limit=N] | restore N\n"
+          "  ports list [--all] | get OWNER | allocate OWNER INTERNAL_PORT | release OWNER\n"
+          "  dns list | get NAME | put NAME --type=A|AAAA --value=IP [--ttl=N] | delete NAME [--type=T] | zone\n"
           "client options: --json; environment: PORTICO_URL (default http://127.0.0.1:8100), PORTICO_TOKEN\n",
           stderr);
 }
@@ -376,6 +425,92 @@ usage:
     return EXIT_USAGE;
 }
 
+/* An owner or record name as one path segment: what the API accepts
+ * there needs no escaping, anything else is refused here. */
+static bool plain_segment(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 255)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(s[i] == '-' || s[i] == '_' || s[i] == '.' || s[i] == '@' || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9')))
+            return false;
+    return true;
+}
+
+static int cmd_ports(const cli *cl, int argc, char **argv)
+{
+    char path[300];
+    long long internal;
+    if (argc < 1)
+        goto usage;
+    if (strcmp(argv[0], "list") == 0) {
+        bool all = argc > 1 && strcmp(argv[1], "--all") == 0;
+        return run(cl, "GET", all ? "/ports?status=all" : "/ports", NULL, print_ports);
+    }
+    if (argc < 2 || !plain_segment(argv[1]))
+        goto usage;
+    snprintf(path, sizeof(path), "/ports/%s", argv[1]);
+    if (strcmp(argv[0], "get") == 0)
+        return run(cl, "GET", path, NULL, print_port_map);
+    if (strcmp(argv[0], "release") == 0)
+        return run(cl, "DELETE", path, NULL, print_port_map);
+    if (strcmp(argv[0], "allocate") == 0 && argc >= 3 && ptc_parse_int(argv[2], 1, 65535, &internal) == 0) {
+        json_t *b = json_pack("{s:s, s:I}", "owner", argv[1], "internal_port", (json_int_t)internal);
+        char *body = json_dumps(b, JSON_COMPACT);
+        json_decref(b);
+        int rc = run(cl, "POST", "/ports", body, print_port_map);
+        free(body);
+        return rc;
+    }
+usage:
+    usage();
+    return EXIT_USAGE;
+}
+
+static int cmd_dns(const cli *cl, int argc, char **argv)
+{
+    char path[300];
+    if (argc < 1)
+        goto usage;
+    if (strcmp(argv[0], "list") == 0)
+        return run(cl, "GET", "/dns/records", NULL, print_dns_records);
+    if (strcmp(argv[0], "zone") == 0)
+        return run(cl, "GET", "/dns/zone", NULL, NULL);
+    if (argc < 2 || !plain_segment(argv[1]))
+        goto usage;
+    snprintf(path, sizeof(path), "/dns/records/%s", argv[1]);
+    const char *type = flag_value(argc - 2, argv + 2, "--type=");
+    if (strcmp(argv[0], "get") == 0)
+        return run(cl, "GET", path, NULL, print_dns_records);
+    if (strcmp(argv[0], "delete") == 0) {
+        if (type && strcmp(type, "A") != 0 && strcmp(type, "AAAA") != 0)
+            goto usage;
+        if (type)
+            snprintf(path + strlen(path), sizeof(path) - strlen(path), "?type=%s", type);
+        return run(cl, "DELETE", path, NULL, NULL);
+    }
+    if (strcmp(argv[0], "put") == 0) {
+        const char *value = flag_value(argc - 2, argv + 2, "--value=");
+        const char *ttl = flag_value(argc - 2, argv + 2, "--ttl=");
+        long long t = 0;
+        if (type == NULL || value == NULL || (ttl && ptc_parse_int(ttl, 1, 604800, &t) != 0))
+            goto usage;
+        json_t *b = json_pack("{s:s, s:s}", "type", type, "value", value);
+        if (ttl)
+            json_object_set_new(b, "ttl", json_integer(t));
+        char *body = json_dumps(b, JSON_COMPACT);
+        json_decref(b);
+        int rc = run(cl, "PUT", path, body, print_dns_record);
+        free(body);
+        return rc;
+    }
+usage:
+    usage();
+    return EXIT_USAGE;
+}
+
 static int cmd_query_list(const cli *cl, const char *base, int argc, char **argv, printer p)
 {
     ptc_buf path = PTC_BUF_INIT;
@@ -417,7 +552,7 @@ static int cmd_restore(const cli *cl, int argc, char **argv)
     return run(cl, "POST", path, "{}", NULL);
 }
 
-static const char *const commands[] = {"proxies", "certs", "health", "audit", "revisions", "restore"};
+static const char *const commands[] = {"proxies", "certs", "health", "audit", "revisions", "restore", "ports", "dns"};
 
 int ptc_cli_knows(const char *name)
 {
@@ -454,6 +589,10 @@ int ptc_cli_main(int argc, char **argv)
         rc = cmd_query_list(&cl, "/revisions", argc - 1, argv + 1, print_revisions);
     else if (strcmp(cmd, "restore") == 0)
         rc = cmd_restore(&cl, argc - 1, argv + 1);
+    else if (strcmp(cmd, "ports") == 0)
+        rc = cmd_ports(&cl, argc - 1, argv + 1);
+    else if (strcmp(cmd, "dns") == 0)
+        rc = cmd_dns(&cl, argc - 1, argv + 1);
     else {
         usage();
         rc = EXIT_USAGE;

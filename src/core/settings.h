@@ -21,7 +21,7 @@
     X(API_TOKEN, api_token, STR, "", "", PTC_SETTING_SECRET,                                                 \
       "bearer token every API call but the health check must carry; empty: none (loopback only)")            \
     X(API_TOKEN_FILE, api_token_file, STR, "", "", 0, "file holding api_token (its first line)")             \
-    X(ENGINE, engine, ENUM, "builtin", "builtin|nginx", 0, "what serves the traffic")                  \
+    X(ENGINE, engine, ENUM, "builtin", "builtin|nginx|caddy", 0, "what serves the traffic")                  \
     X(HTTP_LISTEN, http_listen, ADDR, "0.0.0.0:8080", "", 0, "plain HTTP listener of the data plane")         \
     X(HTTPS_LISTEN, https_listen, ADDROPT, "0.0.0.0:8443", "", 0, "HTTPS listener of the data plane; empty: none") \
     X(STATE_DIR, state_dir, STR, "./var", "", 0, "folder for the store, certificates and generated files")   \
@@ -51,7 +51,8 @@
     X(NGINX_BACKUP_DIR, nginx_backup_dir, STR, "/etc/nginx/backups", "", 0, "backups of replaced files")     \
     X(NGINX_RELOAD_CMD, nginx_reload_cmd, STR, "{nginx_bin} -s reload", "", 0,                               \
       "reload command, split on white space (no shell); {nginx_bin} stands for nginx with the -p/-e/-c "     \
-      "options portico also uses for nginx -t")                                                              \
+      "options portico also uses for nginx -t; left at this default, portico signals the master itself "     \
+      "(what nginx -s reload does, without its second parse of the whole config)")                          \
     X(NGINX_FILE_PREFIX, nginx_file_prefix, STR, "portico-", "", 0, "prefix of the files portico manages")   \
     X(NGINX_MANAGED, nginx_managed, BOOL, "false", "", 0,                                                    \
       "start and supervise a private nginx under {state_dir}/nginx; nginx paths left at their defaults "     \

@@ -11,6 +11,8 @@ ptc_engine *ptc_engine_create(const ptc_settings *s, char *err, size_t errlen)
         return ptc_engine_builtin_create(s, err, errlen);
     if (strcmp(name, "nginx") == 0)
         return ptc_engine_nginx_create(s, err, errlen);
+    if (strcmp(name, "caddy") == 0)
+        return ptc_engine_caddy_create(s, err, errlen);
     snprintf(err, errlen, "engine: unknown engine %s", name);
     return NULL;
 }

@@ -81,6 +81,7 @@ ptc_engine *ptc_engine_create(const ptc_settings *s, char *err, size_t errlen);
 /* Constructors of each engine, used by ptc_engine_create. */
 ptc_engine *ptc_engine_builtin_create(const ptc_settings *s, char *err, size_t errlen);
 ptc_engine *ptc_engine_nginx_create(const ptc_settings *s, char *err, size_t errlen);
+ptc_engine *ptc_engine_caddy_create(const ptc_settings *s, char *err, size_t errlen);
 
 /* Frees what a result owns (not the struct itself). */
 void ptc_apply_result_clear(ptc_apply_result *res);

@@ -82,7 +82,8 @@ void ptc_verify_route(const char *listen, bool tls, const char *domain, const ch
     } else if (not_found) {
         snprintf(out->detail, sizeof(out->detail), "the engine does not know the route yet (404)");
     } else if (status == 502 || status == 503 || status == 504) {
-        snprintf(out->detail, sizeof(out->detail), "the route answers %ld: the upstream is not reachable", status);
+        snprintf(out->detail, sizeof(out->detail), "the route answers %ld: the upstream is not reachable",
+                 status);
     } else {
         out->ok = true;
     }

@@ -131,6 +131,59 @@ int ptc_store_schema_version(ptc_store *st)
     LOCKED(st, st->ops->schema_version(st->backend));
 }
 
+int ptc_store_ports_list(ptc_store *st, const char *owner, bool with_released, ptc_port_list *out)
+{
+    LOCKED(st, st->ops->ports_list(st->backend, owner, with_released, out));
+}
+
+int ptc_store_port_insert(ptc_store *st, unsigned port, const char *owner, unsigned internal_port, int64_t ts)
+{
+    LOCKED(st, st->ops->port_insert(st->backend, port, owner, internal_port, ts));
+}
+
+int ptc_store_ports_release(ptc_store *st, const char *owner, int64_t ts, size_t *n)
+{
+    LOCKED(st, st->ops->ports_release(st->backend, owner, ts, n));
+}
+
+int ptc_store_dns_list(ptc_store *st, ptc_dns_record_list *out)
+{
+    LOCKED(st, st->ops->dns_list(st->backend, out));
+}
+
+int ptc_store_dns_put(ptc_store *st, const ptc_dns_record *r)
+{
+    LOCKED(st, st->ops->dns_put(st->backend, r));
+}
+
+int ptc_store_dns_delete(ptc_store *st, const char *name, const char *type)
+{
+    LOCKED(st, st->ops->dns_delete(st->backend, name, type));
+}
+
+void ptc_port_list_free(ptc_port_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free((char *)l->items[i].owner);
+        free((char *)l->items[i].status);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+void ptc_dns_record_list_free(ptc_dns_record_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free((char *)l->items[i].name);
+        free((char *)l->items[i].type);
+        free((char *)l->items[i].value);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
 void ptc_audit_list_free(ptc_audit_list *l)
 {
     for (size_t i = 0; i < l->n; i++) {

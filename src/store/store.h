@@ -98,6 +98,65 @@ void ptc_audit_list_free(ptc_audit_list *l);
 int ptc_store_kv_get(ptc_store *st, const char *key, char **value);
 int ptc_store_kv_set(ptc_store *st, const char *key, const char *value);
 
+/* ---- port allocations (DESIGN §2.2, §9) ---- */
+
+/* One row of the port registry.  Rows are never deleted: a release turns
+ * status to "released" and keeps the row for the record. */
+typedef struct ptc_port_alloc {
+    int64_t id;
+    unsigned port;         /* the external port handed out */
+    const char *owner;     /* who asked (a module, a droplet) */
+    unsigned internal_port;
+    const char *status;    /* "active" | "released" */
+    int64_t allocated_at;  /* ms since the epoch */
+    int64_t released_at;   /* 0 while active */
+} ptc_port_alloc;
+
+typedef struct ptc_port_list {
+    ptc_port_alloc *items;
+    size_t n;
+} ptc_port_list;
+
+/* Rows ordered by port then id: only active ones unless with_released;
+ * only owner's when owner is not NULL. */
+int ptc_store_ports_list(ptc_store *st, const char *owner, bool with_released, ptc_port_list *out);
+void ptc_port_list_free(ptc_port_list *l);
+/* Inserts an active allocation.  -EEXIST when port is already active
+ * (for anyone) or owner already holds an active port for internal_port:
+ * the store's unique indexes decide, so two nodes sharing the store never
+ * both succeed. */
+int ptc_store_port_insert(ptc_store *st, unsigned port, const char *owner, unsigned internal_port, int64_t ts);
+/* Marks every active allocation of owner released at ts; *n gets how many.
+ * -ENOENT when owner holds none. */
+int ptc_store_ports_release(ptc_store *st, const char *owner, int64_t ts, size_t *n);
+
+/* ---- DNS records (DESIGN §6, §9) ---- */
+
+/* A record managed through the API: one value per (name, type). */
+typedef struct ptc_dns_record {
+    const char *name;  /* fully qualified, lower-case, without the trailing dot */
+    const char *type;  /* "A" | "AAAA" */
+    const char *value; /* the address, as text */
+    unsigned ttl;
+    int64_t created_at;
+    int64_t updated_at;
+} ptc_dns_record;
+
+typedef struct ptc_dns_record_list {
+    ptc_dns_record *items;
+    size_t n;
+} ptc_dns_record_list;
+
+/* Every record, ordered by name then type. */
+int ptc_store_dns_list(ptc_store *st, ptc_dns_record_list *out);
+void ptc_dns_record_list_free(ptc_dns_record_list *l);
+/* Inserts or replaces the record of (r->name, r->type); a replacement
+ * keeps the first created_at. */
+int ptc_store_dns_put(ptc_store *st, const ptc_dns_record *r);
+/* Deletes the record of (name, type), or every record of name when type
+ * is NULL.  -ENOENT when nothing matched. */
+int ptc_store_dns_delete(ptc_store *st, const char *name, const char *type);
+
 /* The schema version the store is at (for the health endpoint and tests). */
 int ptc_store_schema_version(ptc_store *st);
 

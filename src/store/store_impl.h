@@ -19,6 +19,12 @@ typedef struct ptc_store_ops {
     int (*kv_get)(void *b, const char *key, char **value);
     int (*kv_set)(void *b, const char *key, const char *value);
     int (*schema_version)(void *b);
+    int (*ports_list)(void *b, const char *owner, bool with_released, ptc_port_list *out);
+    int (*port_insert)(void *b, unsigned port, const char *owner, unsigned internal_port, int64_t ts);
+    int (*ports_release)(void *b, const char *owner, int64_t ts, size_t *n);
+    int (*dns_list)(void *b, ptc_dns_record_list *out);
+    int (*dns_put)(void *b, const ptc_dns_record *r);
+    int (*dns_delete)(void *b, const char *name, const char *type);
 } ptc_store_ops;
 
 /* Backend constructors: NULL with the reason in err. */

@@ -36,6 +36,20 @@ static const char *const migrations[] = {
     "  action TEXT NOT NULL, droplet_name TEXT, domain TEXT, result TEXT NOT NULL, error_code TEXT,"
     "  detail TEXT);"
     "CREATE INDEX audit_ts ON audit (ts);",
+    /* 2: the port registry and DNS records.  The partial unique indexes
+     * make an allocation atomic across processes sharing the file: an
+     * active port, and an owner's active internal port, exist once. */
+    "CREATE TABLE ports ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, port INTEGER NOT NULL, owner TEXT NOT NULL,"
+    "  internal_port INTEGER NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('active', 'released')),"
+    "  allocated_at INTEGER NOT NULL, released_at INTEGER);"
+    "CREATE UNIQUE INDEX ports_active_port ON ports (port) WHERE status = 'active';"
+    "CREATE UNIQUE INDEX ports_active_owner ON ports (owner, internal_port) WHERE status = 'active';"
+    "CREATE INDEX ports_owner ON ports (owner);"
+    "CREATE TABLE dns_records ("
+    "  name TEXT NOT NULL, type TEXT NOT NULL, value TEXT NOT NULL, ttl INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (name, type));",
 };
 
 typedef struct sqlite_store {
@@ -601,6 +615,160 @@ static int sqlite_schema_version(void *b)
     return user_version(b);
 }
 
+static int sqlite_ports_list(void *b, const char *owner, bool with_released, ptc_port_list *out)
+{
+    sqlite_store *s = b;
+    sqlite3_stmt *st = NULL;
+    int rc, step;
+    size_t cap = 64;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = prepare(s,
+                      "SELECT id, port, owner, internal_port, status, allocated_at, COALESCE(released_at, 0)"
+                      " FROM ports WHERE (?1 IS NULL OR owner = ?1) AND (?2 OR status = 'active')"
+                      " ORDER BY port, id",
+                      &st)) != 0)
+        return rc;
+    bind_opt(st, 1, owner);
+    sqlite3_bind_int(st, 2, with_released);
+    out->items = ptc_xcalloc(cap, sizeof(*out->items));
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            cap *= 2;
+            out->items = ptc_xrealloc(out->items, cap * sizeof(*out->items));
+        }
+        ptc_port_alloc *a = &out->items[out->n++];
+        a->id = sqlite3_column_int64(st, 0);
+        a->port = (unsigned)sqlite3_column_int(st, 1);
+        a->owner = col_dup(st, 2);
+        a->internal_port = (unsigned)sqlite3_column_int(st, 3);
+        a->status = col_dup(st, 4);
+        a->allocated_at = sqlite3_column_int64(st, 5);
+        a->released_at = sqlite3_column_int64(st, 6);
+    }
+    if (step != SQLITE_DONE) {
+        rc = db_error(s, "list ports");
+        ptc_port_list_free(out);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sqlite_port_insert(void *b, unsigned port, const char *owner, unsigned internal_port, int64_t ts)
+{
+    sqlite_store *s = b;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(s,
+                     "INSERT INTO ports (port, owner, internal_port, status, allocated_at)"
+                     " VALUES (?, ?, ?, 'active', ?)",
+                     &st);
+    if (rc == 0) {
+        sqlite3_bind_int(st, 1, (int)port);
+        sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, (int)internal_port);
+        sqlite3_bind_int64(st, 4, ts);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_CONSTRAINT)
+            rc = -EEXIST;
+        else if (step != SQLITE_DONE)
+            rc = db_error(s, "insert port");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sqlite_ports_release(void *b, const char *owner, int64_t ts, size_t *n)
+{
+    sqlite_store *s = b;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(s, "UPDATE ports SET status = 'released', released_at = ? WHERE owner = ? AND status = 'active'",
+                     &st);
+    *n = 0;
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, ts);
+        sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = db_error(s, "release ports");
+        else if ((*n = (size_t)sqlite3_changes(s->db)) == 0)
+            rc = -ENOENT;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sqlite_dns_list(void *b, ptc_dns_record_list *out)
+{
+    sqlite_store *s = b;
+    sqlite3_stmt *st = NULL;
+    int rc, step;
+    size_t cap = 64;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = prepare(s, "SELECT name, type, value, ttl, created_at, updated_at FROM dns_records ORDER BY name, type",
+                      &st)) != 0)
+        return rc;
+    out->items = ptc_xcalloc(cap, sizeof(*out->items));
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            cap *= 2;
+            out->items = ptc_xrealloc(out->items, cap * sizeof(*out->items));
+        }
+        ptc_dns_record *r = &out->items[out->n++];
+        r->name = col_dup(st, 0);
+        r->type = col_dup(st, 1);
+        r->value = col_dup(st, 2);
+        r->ttl = (unsigned)sqlite3_column_int64(st, 3);
+        r->created_at = sqlite3_column_int64(st, 4);
+        r->updated_at = sqlite3_column_int64(st, 5);
+    }
+    if (step != SQLITE_DONE) {
+        rc = db_error(s, "list dns records");
+        ptc_dns_record_list_free(out);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sqlite_dns_put(void *b, const ptc_dns_record *r)
+{
+    sqlite_store *s = b;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(s,
+                     "INSERT INTO dns_records (name, type, value, ttl, created_at, updated_at)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name, type) DO UPDATE SET"
+                     " value = excluded.value, ttl = excluded.ttl, updated_at = excluded.updated_at",
+                     &st);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, r->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, r->type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, r->value, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, r->ttl);
+        sqlite3_bind_int64(st, 5, r->created_at);
+        sqlite3_bind_int64(st, 6, r->updated_at);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = db_error(s, "write dns record");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sqlite_dns_delete(void *b, const char *name, const char *type)
+{
+    sqlite_store *s = b;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(s, "DELETE FROM dns_records WHERE name = ?1 AND (?2 IS NULL OR type = ?2)", &st);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        bind_opt(st, 2, type);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = db_error(s, "delete dns record");
+        else if (sqlite3_changes(s->db) == 0)
+            rc = -ENOENT;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 const ptc_store_ops ptc_store_sqlite_ops = {
     .close = sqlite_close,
     .load_state = sqlite_load_state,
@@ -615,4 +783,10 @@ const ptc_store_ops ptc_store_sqlite_ops = {
     .kv_get = sqlite_kv_get,
     .kv_set = sqlite_kv_set,
     .schema_version = sqlite_schema_version,
+    .ports_list = sqlite_ports_list,
+    .port_insert = sqlite_port_insert,
+    .ports_release = sqlite_ports_release,
+    .dns_list = sqlite_dns_list,
+    .dns_put = sqlite_dns_put,
+    .dns_delete = sqlite_dns_delete,
 };

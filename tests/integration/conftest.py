@@ -16,8 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE_DIR = os.environ.get("PORTICO_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
-BIN = os.environ.get("PORTICO_BIN", os.path.join(SOURCE_DIR, "build", "portico"))
+# Taken out of the environment: they are the harness's, not settings, and
+# portico refuses unknown PORTICO_* variables in the processes started here.
+SOURCE_DIR = os.environ.pop("PORTICO_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
+BIN = os.environ.pop("PORTICO_BIN", os.path.join(SOURCE_DIR, "build", "portico"))
 # ASan slows start-up and every call; waits are generous but bounded.
 START_TIMEOUT = 30.0
 
@@ -102,6 +104,9 @@ class Portico:
         }
         if engine == "nginx":
             self.settings["nginx_managed"] = "true"
+        if engine == "caddy":
+            self.settings["caddy_managed"] = "true"
+            self.settings["caddy_admin"] = f"127.0.0.1:{free_port()}"
         self.settings.update(settings or {})
         self.env = dict(os.environ)
         self.env.update(env or {})

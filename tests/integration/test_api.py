@@ -10,7 +10,7 @@ import pytest
 from conftest import BIN, http_request, proxy_body
 
 
-@pytest.fixture(params=["builtin", "nginx"])
+@pytest.fixture(params=["builtin", "nginx", "caddy"])
 def engine(request):
     return request.param
 

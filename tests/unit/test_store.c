@@ -41,7 +41,7 @@ static void test_store_lifecycle(void)
     CHECK(mkdtemp(dir) != NULL);
     ptc_store *st = ptc_store_open("", dir, err, sizeof(err));
     CHECK(st != NULL);
-    CHECK_INT(ptc_store_schema_version(st), 1);
+    CHECK_INT(ptc_store_schema_version(st), 2);
 
     char *db = ptc_path_join(dir, "portico.db");
     struct stat sb;
