@@ -1,7 +1,7 @@
 """The builtin data plane through the real binary: routing, forwarded
 headers, portico's own answers, keep-alive and pipelining, bodies both
-ways, bodyless responses, Expect, request ids, the access log and
-/metrics.  Routes are made through the admin API."""
+ways, bodyless responses, Expect, request ids and the access log.  Routes
+are made through the admin API."""
 
 import json
 import time
@@ -282,20 +282,6 @@ def test_request_id_and_access_log(dp, raw_upstream, tmp_path):
     assert a["route"] == "logme" and a["upstream"] == f"127.0.0.1:{up.port}" and a["client"] == "127.0.0.1"
     assert by_id[gen]["status"] == 200
     assert by_id[r3.header("x-request-id")]["status"] == 404
-
-
-def test_metrics_endpoint(dp, raw_upstream):
-    up = raw_upstream()
-    route(dp, "logme", "log.test", up.port)
-    for _ in range(2):
-        assert raw(dp.http_port, request_bytes("log.test", "/m")).status == 200
-    assert raw(dp.http_port, request_bytes("nowhere.test", "/")).status == 404
-    m = dp.api("GET", "/metrics").text
-    assert 'portico_requests_total{route="logme",code="200"} 3' in m  # with the API's verify request
-    assert 'portico_requests_total{route="",code="404"} 1' in m
-    assert 'portico_upstream_latency_seconds_count{route="logme"} 3' in m
-    assert "portico_connections{side=\"client\"}" in m
-    assert "portico_snapshot_generation" in m
 
 
 def test_trusted_proxy_appends_forwarded_for(portico, raw_upstream):
