@@ -50,6 +50,15 @@ typedef struct ticket_key {
 } ticket_key;
 
 static pthread_mutex_t g_ticket_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Fetched once: EVP_aes_256_cbc() would look the implementation up by
+ * name on every ticket. */
+static EVP_CIPHER *g_ticket_cipher;
+static pthread_once_t g_cipher_once = PTHREAD_ONCE_INIT;
+
+static void fetch_cipher(void)
+{
+    g_ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+}
 static ticket_key g_keys[TICKET_KEYS];
 static int g_n_keys;
 static time_t g_key_made;
@@ -107,13 +116,16 @@ static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char iv[EVP_MA
     if (idx < 0)
         return enc ? -1 : 0;
 
+    pthread_once(&g_cipher_once, fetch_cipher);
+    if (g_ticket_cipher == NULL)
+        goto out;
     if (enc) {
         memcpy(key_name, k.name, 16);
-        if (RAND_bytes(iv, 16) != 1 || EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
+        if (RAND_bytes(iv, 16) != 1 || EVP_EncryptInit_ex2(cctx, g_ticket_cipher, k.aes, iv, NULL) != 1)
             goto out;
         ret = 1;
     } else {
-        if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
+        if (EVP_DecryptInit_ex2(cctx, g_ticket_cipher, k.aes, iv, NULL) != 1)
             goto out;
         ret = idx == 0 ? 1 : 2;
     }
