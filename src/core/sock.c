@@ -93,7 +93,8 @@ int ptc_sock_listen(const char *hostport, bool reuseport, int backlog, char *err
     ptc_sockaddr addr;
     int fd = -1, one = 1, rc;
 
-    if (ptc_parse_addr(hostport, host, sizeof(host), &port) < 0 || ptc_sock_addr_from_ip(host, port, &addr) < 0) {
+    if (ptc_parse_addr(hostport, host, sizeof(host), &port) < 0 ||
+        ptc_sock_addr_from_ip(host, port, &addr) < 0) {
         snprintf(err, errlen, "%s: not an IP address and port", hostport);
         return -EINVAL;
     }

@@ -220,7 +220,8 @@ static void next_request(ptc_client *c)
 }
 
 /* Queues one of portico's own answers; the exchange must exist. */
-static void own_answer(ptc_client *c, int status, const char *code, const char *msg, bool close, ptc_str location)
+static void own_answer(ptc_client *c, int status, const char *code, const char *msg, bool close,
+                       ptc_str location)
 {
     ptc_worker *w = c->w;
     ptc_exchange *x = c->x;
@@ -233,8 +234,8 @@ static void own_answer(ptc_client *c, int status, const char *code, const char *
     x->uq.n = 0;
     ptc_buf_reset(&x->resp_head);
     const char *date = ptc_worker_date(w);
-    ptc_rewrite_own(&x->resp_head, status, code, msg, xid(x), ptc_str_make(date, strlen(date)), x->close_client,
-                    x->http10, location);
+    ptc_rewrite_own(&x->resp_head, status, code, msg, xid(x), ptc_str_make(date, strlen(date)),
+                    x->close_client, x->http10, location);
     /* After anything still queued (a 100 Continue being written). */
     ptc_outq_push(&x->cq, x->resp_head.data, x->resp_head.len);
     c->state = PTC_CS_OWN;
@@ -244,16 +245,26 @@ static void own_answer(ptc_client *c, int status, const char *code, const char *
 static const char *error_code(int status)
 {
     switch (status) {
-    case 400: return "BAD_REQUEST";
-    case 405: return "METHOD_NOT_ALLOWED";
-    case 408: return "REQUEST_TIMEOUT";
-    case 413: return "PAYLOAD_TOO_LARGE";
-    case 414: return "URI_TOO_LONG";
-    case 417: return "EXPECTATION_FAILED";
-    case 431: return "HEADERS_TOO_LARGE";
-    case 501: return "NOT_IMPLEMENTED";
-    case 505: return "HTTP_VERSION_NOT_SUPPORTED";
-    default: return "BAD_REQUEST";
+    case 400:
+        return "BAD_REQUEST";
+    case 405:
+        return "METHOD_NOT_ALLOWED";
+    case 408:
+        return "REQUEST_TIMEOUT";
+    case 413:
+        return "PAYLOAD_TOO_LARGE";
+    case 414:
+        return "URI_TOO_LONG";
+    case 417:
+        return "EXPECTATION_FAILED";
+    case 431:
+        return "HEADERS_TOO_LARGE";
+    case 501:
+        return "NOT_IMPLEMENTED";
+    case 505:
+        return "HTTP_VERSION_NOT_SUPPORTED";
+    default:
+        return "BAD_REQUEST";
     }
 }
 
@@ -299,10 +310,12 @@ static void upstream_failed(ptc_client *c, int err, bool timeout, const char *wh
         ptc_log_debug("upstream failed", PTC_LS("upstream", x->up ? x->up->label : ""), PTC_LS("what", what),
                       PTC_LS("error", err ? strerror(-err) : ""));
     if (timeout)
-        own_answer(c, 504, "UPSTREAM_TIMEOUT", "the upstream did not answer in time", !x->req_read, PTC_STR_LIT(""));
+        own_answer(c, 504, "UPSTREAM_TIMEOUT", "the upstream did not answer in time", !x->req_read,
+                   PTC_STR_LIT(""));
     else
-        own_answer(c, 502, "UPSTREAM_UNAVAILABLE", "the upstream could not be reached or sent an invalid response",
-                   !x->req_read, PTC_STR_LIT(""));
+        own_answer(c, 502, "UPSTREAM_UNAVAILABLE",
+                   "the upstream could not be reached or sent an invalid response", !x->req_read,
+                   PTC_STR_LIT(""));
 }
 
 /* The request body turned out bad (chunked framing, or over the limit)
@@ -445,7 +458,8 @@ static void start_request(ptc_client *c, size_t head_len)
 
     char host[256] = "";
     unsigned port = 0;
-    if (req->authority.len > 0 && ptc_http_parse_host(req->authority.p, req->authority.len, host, sizeof(host), &port) < 0) {
+    if (req->authority.len > 0 &&
+        ptc_http_parse_host(req->authority.p, req->authority.len, host, sizeof(host), &port) < 0) {
         own_answer(c, 400, "BAD_REQUEST", "invalid Host", true, PTC_STR_LIT(""));
         return;
     }
@@ -459,7 +473,8 @@ static void start_request(ptc_client *c, size_t head_len)
         path = ptc_str_make(w->path, (size_t)n);
     }
     size_t plen = 0;
-    const ptc_snap_route *route = ptc_snap_route_match(x->held->snap, ptc_str_make(host, strlen(host)), path, &plen);
+    const ptc_snap_route *route =
+        ptc_snap_route_match(x->held->snap, ptc_str_make(host, strlen(host)), path, &plen);
     if (route == NULL) {
         own_answer(c, 404, "ROUTE_NOT_FOUND", "no route for this host and path", has_body, PTC_STR_LIT(""));
         return;
@@ -490,7 +505,8 @@ static void start_request(ptc_client *c, size_t head_len)
     x->websocket = req->upgrade && route->websocket && ptc_http_list_has(req->upgrade_value, "websocket");
     x->up = pick_upstream(x, route);
     if (x->up == NULL) {
-        own_answer(c, 503, "NO_HEALTHY_UPSTREAM", "no healthy upstream for this route", has_body, PTC_STR_LIT(""));
+        own_answer(c, 503, "NO_HEALTHY_UPSTREAM", "no healthy upstream for this route", has_body,
+                   PTC_STR_LIT(""));
         return;
     }
 
@@ -840,7 +856,8 @@ static int pump_response(ptc_client *c, ptc_exchange *x)
         if (live && in->data != NULL && in->end > in->start) {
             if (x->phase == PTC_RP_HEAD && x->cq.n <= 1) {
                 ptc_http_error err;
-                long n = ptc_http_scan_head(in->data + in->start, in->end - in->start, &x->uscan, false, &err);
+                long n =
+                    ptc_http_scan_head(in->data + in->start, in->end - in->start, &x->uscan, false, &err);
                 if (n < 0) {
                     upstream_failed(c, 0, false, err.reason);
                     return -1;
@@ -907,7 +924,8 @@ static void finish_exchange(ptc_client *c)
 {
     ptc_exchange *x = c->x;
     ptc_upconn *uc = x->uc;
-    bool reuse = uc != NULL && x->up_reusable && x->req_sent && !x->req_failed && uc->pc.in.start == uc->pc.in.end;
+    bool reuse =
+        uc != NULL && x->up_reusable && x->req_sent && !x->req_failed && uc->pc.in.start == uc->pc.in.end;
     /* A response that ends before its request does (an early 413 from the
      * upstream, say) leaves the rest of the body unread: close. */
     bool close = x->close_client || !x->req_read;
@@ -1104,10 +1122,9 @@ void ptc_upconn_arm(ptc_worker *w, ptc_upconn *uc)
         return;
     if (uc->connecting)
         at = uc->since + cfg->upstream_connect_timeout_ms;
-    else if (x->c->state == PTC_CS_PROXY &&
-             ((!ptc_outq_empty(&x->uq) && !uc->pc.wr_ready) ||
-              ((x->phase == PTC_RP_HEAD || x->phase == PTC_RP_BODY) && ptc_outq_empty(&x->cq) &&
-               (x->req_sent || x->req_failed))))
+    else if (x->c->state == PTC_CS_PROXY && ((!ptc_outq_empty(&x->uq) && !uc->pc.wr_ready) ||
+                                             ((x->phase == PTC_RP_HEAD || x->phase == PTC_RP_BODY) &&
+                                              ptc_outq_empty(&x->cq) && (x->req_sent || x->req_failed))))
         at = x->last_up_io + cfg->upstream_timeout_ms;
     if (at)
         ptc_timer_set(w->loop, &uc->pc.timer, at);
@@ -1227,14 +1244,16 @@ void ptc_client_on_timer(ptc_timer *t)
             return;
         }
         if (x->win_start != 0) {
-            uint64_t need = cfg->body_min_rate ? (uint64_t)cfg->body_min_rate * (PTC_RATE_WINDOW_MS / 1000) : 1;
+            uint64_t need =
+                cfg->body_min_rate ? (uint64_t)cfg->body_min_rate * (PTC_RATE_WINDOW_MS / 1000) : 1;
             if (x->win_bytes >= need) {
                 x->win_start = now;
                 x->win_bytes = 0;
                 goto rearm;
             }
             if (x->phase <= PTC_RP_HEAD && ptc_outq_empty(&x->cq) && !x->resp_started) {
-                own_answer(c, 408, "REQUEST_TIMEOUT", "the request body arrives too slowly", true, PTC_STR_LIT(""));
+                own_answer(c, 408, "REQUEST_TIMEOUT", "the request body arrives too slowly", true,
+                           PTC_STR_LIT(""));
                 client_run(c);
             } else {
                 ptc_client_close(c);

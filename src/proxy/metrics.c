@@ -18,7 +18,7 @@ static const int codes[] = {101, 200, 201, 204, 206, 301, 302, 304, 307, 308, 40
 _Static_assert(N_EXACT + 5 == PTC_N_CODES, "one slot per listed status and one per class");
 
 /* Upper bounds of the latency buckets, in microseconds. */
-static const int64_t lat_us[PTC_N_LAT] = {1000,   2500,   5000,    10000,   25000,   50000,
+static const int64_t lat_us[PTC_N_LAT] = {1000,   2500,   5000,   10000,   25000,   50000,
                                           100000, 250000, 500000, 1000000, 2500000, 5000000};
 
 static int code_slot(int status)
@@ -147,11 +147,11 @@ static void render_latency(ptc_buf *out, const char *name, const sums *t)
     for (int i = 0; i <= PTC_N_LAT; i++) {
         cum += t->lat[i];
         if (i < PTC_N_LAT)
-            ptc_buf_appendf(out, "portico_upstream_latency_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n", name,
-                            (double)lat_us[i] / 1e6, (unsigned long long)cum);
+            ptc_buf_appendf(out, "portico_upstream_latency_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                            name, (double)lat_us[i] / 1e6, (unsigned long long)cum);
         else
-            ptc_buf_appendf(out, "portico_upstream_latency_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n", name,
-                            (unsigned long long)cum);
+            ptc_buf_appendf(out, "portico_upstream_latency_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+                            name, (unsigned long long)cum);
     }
     ptc_buf_appendf(out, "portico_upstream_latency_seconds_sum{route=\"%s\"} %.6f\n", name,
                     (double)t->lat_sum_us / 1e6);
@@ -198,9 +198,9 @@ void ptc_metrics_render(ptc_worker *const *workers, unsigned n, uint64_t generat
                 add_stats(&all[i], s);
         }
         add_stats(&all[n_names], &m->none);
-        const atomic_uint_least64_t *gauges[9] = {&m->clients,    &m->upstreams,          &m->upstreams_idle,
-                                                  &m->accepted,   &m->handshakes,         &m->resumed,
-                                                  &m->handshake_failures, &m->upstream_connects, &m->upstream_retries};
+        const atomic_uint_least64_t *gauges[9] = {
+            &m->clients, &m->upstreams,          &m->upstreams_idle,    &m->accepted,        &m->handshakes,
+            &m->resumed, &m->handshake_failures, &m->upstream_connects, &m->upstream_retries};
         for (int i = 0; i < 9; i++)
             g[i] += ld(gauges[i]);
     }
@@ -226,37 +226,38 @@ void ptc_metrics_render(ptc_worker *const *workers, unsigned n, uint64_t generat
         label_escape(ptc_snap_stat_name(i), name, sizeof(name));
         render_latency(out, name, &all[i]);
     }
-    ptc_buf_appendf(out,
-                    "# HELP portico_connections Open connections of the builtin data plane.\n"
-                    "# TYPE portico_connections gauge\n"
-                    "portico_connections{side=\"client\"} %llu\n"
-                    "portico_connections{side=\"upstream\"} %llu\n"
-                    "portico_connections{side=\"upstream_idle\"} %llu\n"
-                    "# HELP portico_accepted_connections_total Client connections accepted.\n"
-                    "# TYPE portico_accepted_connections_total counter\n"
-                    "portico_accepted_connections_total %llu\n"
-                    "# HELP portico_tls_handshakes_total TLS handshakes completed (resumed: by session ticket).\n"
-                    "# TYPE portico_tls_handshakes_total counter\n"
-                    "portico_tls_handshakes_total{resumed=\"false\"} %llu\n"
-                    "portico_tls_handshakes_total{resumed=\"true\"} %llu\n"
-                    "# HELP portico_tls_handshake_failures_total TLS handshakes that failed.\n"
-                    "# TYPE portico_tls_handshake_failures_total counter\n"
-                    "portico_tls_handshake_failures_total %llu\n"
-                    "# HELP portico_upstream_connects_total Connections opened to upstreams.\n"
-                    "# TYPE portico_upstream_connects_total counter\n"
-                    "portico_upstream_connects_total %llu\n"
-                    "# HELP portico_upstream_retries_total Requests retried after a stale pooled connection.\n"
-                    "# TYPE portico_upstream_retries_total counter\n"
-                    "portico_upstream_retries_total %llu\n"
-                    "# HELP portico_snapshot_generation Generation of the live routing snapshot.\n"
-                    "# TYPE portico_snapshot_generation gauge\n"
-                    "portico_snapshot_generation %llu\n"
-                    "# HELP portico_workers Worker threads of the builtin data plane.\n"
-                    "# TYPE portico_workers gauge\n"
-                    "portico_workers %u\n",
-                    (unsigned long long)g[0], (unsigned long long)g[1], (unsigned long long)g[2],
-                    (unsigned long long)g[3], (unsigned long long)(g[4] - g[5]), (unsigned long long)g[5],
-                    (unsigned long long)g[6], (unsigned long long)g[7], (unsigned long long)g[8],
-                    (unsigned long long)generation, n);
+    ptc_buf_appendf(
+        out,
+        "# HELP portico_connections Open connections of the builtin data plane.\n"
+        "# TYPE portico_connections gauge\n"
+        "portico_connections{side=\"client\"} %llu\n"
+        "portico_connections{side=\"upstream\"} %llu\n"
+        "portico_connections{side=\"upstream_idle\"} %llu\n"
+        "# HELP portico_accepted_connections_total Client connections accepted.\n"
+        "# TYPE portico_accepted_connections_total counter\n"
+        "portico_accepted_connections_total %llu\n"
+        "# HELP portico_tls_handshakes_total TLS handshakes completed (resumed: by session ticket).\n"
+        "# TYPE portico_tls_handshakes_total counter\n"
+        "portico_tls_handshakes_total{resumed=\"false\"} %llu\n"
+        "portico_tls_handshakes_total{resumed=\"true\"} %llu\n"
+        "# HELP portico_tls_handshake_failures_total TLS handshakes that failed.\n"
+        "# TYPE portico_tls_handshake_failures_total counter\n"
+        "portico_tls_handshake_failures_total %llu\n"
+        "# HELP portico_upstream_connects_total Connections opened to upstreams.\n"
+        "# TYPE portico_upstream_connects_total counter\n"
+        "portico_upstream_connects_total %llu\n"
+        "# HELP portico_upstream_retries_total Requests retried after a stale pooled connection.\n"
+        "# TYPE portico_upstream_retries_total counter\n"
+        "portico_upstream_retries_total %llu\n"
+        "# HELP portico_snapshot_generation Generation of the live routing snapshot.\n"
+        "# TYPE portico_snapshot_generation gauge\n"
+        "portico_snapshot_generation %llu\n"
+        "# HELP portico_workers Worker threads of the builtin data plane.\n"
+        "# TYPE portico_workers gauge\n"
+        "portico_workers %u\n",
+        (unsigned long long)g[0], (unsigned long long)g[1], (unsigned long long)g[2],
+        (unsigned long long)g[3], (unsigned long long)(g[4] - g[5]), (unsigned long long)g[5],
+        (unsigned long long)g[6], (unsigned long long)g[7], (unsigned long long)g[8],
+        (unsigned long long)generation, n);
     free(all);
 }

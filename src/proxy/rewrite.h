@@ -36,7 +36,7 @@ typedef struct ptc_rewrite_req {
     ptc_str path; /* normalised, prefix stripped when the route says so */
     ptc_str query;
     bool has_query;
-    ptc_str peer_ip;  /* the client's address as text */
+    ptc_str peer_ip;   /* the client's address as text */
     bool peer_trusted; /* the peer is in trusted_proxies */
     bool tls;          /* the client connection is HTTPS */
     unsigned local_port;
@@ -59,8 +59,8 @@ typedef struct ptc_rewrite_resp {
     bool close;               /* the client connection closes after this response */
     bool client_http10;       /* the client spoke HTTP/1.0: say keep-alive explicitly */
     bool security_headers;
-    bool websocket;           /* a 101 switching the client to WebSocket */
-    ptc_str date;             /* value for Date when the upstream sent none */
+    bool websocket; /* a 101 switching the client to WebSocket */
+    ptc_str date;   /* value for Date when the upstream sent none */
 } ptc_rewrite_resp;
 
 /* Appends the head to send to the client for res (as parsed from the

@@ -91,8 +91,9 @@ ptc_router *ptc_router_build(const ptc_router_entry *entries, size_t n)
     }
     for (size_t i = 0; i < n; i++) {
         host *h = &r->hosts[host_of[i]];
-        r->routes[h->first + h->count++] =
-            (prefix){.p = entries[i].path_prefix, .len = (uint32_t)strlen(entries[i].path_prefix), .id = entries[i].id};
+        r->routes[h->first + h->count++] = (prefix){.p = entries[i].path_prefix,
+                                                    .len = (uint32_t)strlen(entries[i].path_prefix),
+                                                    .id = entries[i].id};
     }
     /* Pass 3: longest prefix first within each (small) group; an insertion
      * sort is stable, so of two equal prefixes the first entry wins. */

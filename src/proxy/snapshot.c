@@ -280,7 +280,8 @@ static size_t put_label(char *out, const char *host, unsigned port)
     return n;
 }
 
-static int resolve_all(ptc_dp_snapshot *s, const ptc_dp_route *routes, size_t n_routes, char *err, size_t errlen)
+static int resolve_all(ptc_dp_snapshot *s, const ptc_dp_route *routes, size_t n_routes, char *err,
+                       size_t errlen)
 {
     resolved *cache = NULL;
     size_t n_cache = 0, cap = 0;

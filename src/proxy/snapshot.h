@@ -35,8 +35,8 @@ typedef struct ptc_snap_upstream {
         struct sockaddr_in6 in6;
     } addr;
     socklen_t addr_len;
-    uint64_t addr_hash;  /* keys the workers' keep-alive pools */
-    const char *label;   /* "host:port" as configured, for logs and metrics */
+    uint64_t addr_hash; /* keys the workers' keep-alive pools */
+    const char *label;  /* "host:port" as configured, for logs and metrics */
     unsigned weight;
     ptc_health_cell *health;
 } ptc_snap_upstream;

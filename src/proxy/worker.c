@@ -44,8 +44,8 @@ const char *ptc_worker_date(ptc_worker *w)
     if (now != w->date_sec) {
         struct tm tm;
         gmtime_r(&now, &tm);
-        snprintf(w->date, sizeof(w->date), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
-                 months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        snprintf(w->date, sizeof(w->date), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
+                 tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
         w->date_sec = now;
     }
     return w->date;
@@ -709,7 +709,8 @@ static void *worker_main(void *arg)
     adopt(w);
     int rc = ptc_loop_run(w->loop);
     if (rc < 0)
-        ptc_log_error("data plane: worker loop failed", PTC_LI("worker", w->id), PTC_LS("error", strerror(-rc)));
+        ptc_log_error("data plane: worker loop failed", PTC_LI("worker", w->id),
+                      PTC_LS("error", strerror(-rc)));
     while (w->clients != NULL)
         ptc_client_close(w->clients);
     for (uint32_t i = 0; w->pools && i <= w->pool_mask; i++)
@@ -720,8 +721,8 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-ptc_worker *ptc_worker_create(ptc_dataplane *dp, const ptc_dp_config *cfg, unsigned id, int http_fd, int https_fd,
-                              char *err, size_t errlen)
+ptc_worker *ptc_worker_create(ptc_dataplane *dp, const ptc_dp_config *cfg, unsigned id, int http_fd,
+                              int https_fd, char *err, size_t errlen)
 {
     int e = 0;
     ptc_worker *w = ptc_xcalloc(1, sizeof(*w));

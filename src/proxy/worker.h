@@ -37,13 +37,13 @@
 #include "proxy/rewrite.h"
 #include "proxy/snapshot.h"
 
-#define PTC_WBUF_SIZE 16384                       /* I/O buffer: one read, one TLS record */
-#define PTC_WBUF_BIG (PTC_HTTP_MAX_HEAD + 4096)   /* holds any head the parser accepts */
-#define PTC_UP_IDLE_MAX 128                       /* idle upstream connections per address and worker */
-#define PTC_UP_IDLE_MS 30000                      /* idle upstream connections are closed after this */
-#define PTC_LINGER_MS 2000                        /* reading what a client still sends before closing */
-#define PTC_RATE_WINDOW_MS 10000                  /* body_min_rate is averaged over this */
-#define PTC_MAX_INTERIM 16                        /* 1xx responses accepted before the final one */
+#define PTC_WBUF_SIZE 16384                     /* I/O buffer: one read, one TLS record */
+#define PTC_WBUF_BIG (PTC_HTTP_MAX_HEAD + 4096) /* holds any head the parser accepts */
+#define PTC_UP_IDLE_MAX 128                     /* idle upstream connections per address and worker */
+#define PTC_UP_IDLE_MS 30000                    /* idle upstream connections are closed after this */
+#define PTC_LINGER_MS 2000                      /* reading what a client still sends before closing */
+#define PTC_RATE_WINDOW_MS 10000                /* body_min_rate is averaged over this */
+#define PTC_MAX_INTERIM 16                      /* 1xx responses accepted before the final one */
 
 /* ------------------------------------------------------------------ I/O */
 
@@ -150,7 +150,7 @@ struct ptc_client {
     ptc_exchange *x;
     uint8_t state;
     bool tls;
-    bool closing;      /* close after the current response (drain) */
+    bool closing; /* close after the current response (drain) */
     bool peer_trusted;
     uint16_t local_port;
     uint8_t peer_len;
@@ -162,10 +162,10 @@ struct ptc_client {
 };
 
 enum ptc_resp_phase {
-    PTC_RP_WAIT,   /* no upstream connection yet */
-    PTC_RP_HEAD,   /* reading the response head */
-    PTC_RP_BODY,   /* forwarding the body */
-    PTC_RP_DONE,   /* the whole response is queued for the client */
+    PTC_RP_WAIT, /* no upstream connection yet */
+    PTC_RP_HEAD, /* reading the response head */
+    PTC_RP_BODY, /* forwarding the body */
+    PTC_RP_DONE, /* the whole response is queued for the client */
 };
 
 struct ptc_exchange {
@@ -225,7 +225,7 @@ struct ptc_exchange {
 struct ptc_upconn {
     ptc_pconn pc;
     ptc_worker *w;
-    ptc_exchange *x; /* NULL while idle in the pool */
+    ptc_exchange *x;         /* NULL while idle in the pool */
     ptc_upconn *prev, *next; /* the pool's idle list, or the retired list */
     ptc_pool *pool;
     bool connecting;
@@ -286,8 +286,8 @@ struct ptc_worker {
 
 /* Allocates a worker with its loop and listeners' registration pending;
  * returns NULL with the reason in err. */
-ptc_worker *ptc_worker_create(ptc_dataplane *dp, const ptc_dp_config *cfg, unsigned id, int http_fd, int https_fd,
-                              char *err, size_t errlen);
+ptc_worker *ptc_worker_create(ptc_dataplane *dp, const ptc_dp_config *cfg, unsigned id, int http_fd,
+                              int https_fd, char *err, size_t errlen);
 int ptc_worker_start(ptc_worker *w);
 /* Asks the worker to drain (from any thread). */
 void ptc_worker_wake(ptc_worker *w);

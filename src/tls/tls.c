@@ -93,8 +93,8 @@ void ptc_tls_ticket_keys_rotate(void)
 
 /* OpenSSL's ticket key callback: returns 1 (key found or made), 2 (found
  * but old: issue a fresh ticket), 0 (unknown key: full handshake), -1. */
-static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX *cctx,
-                     EVP_MAC_CTX *hctx, int enc)
+static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
+                     EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
     ticket_key k;
     int ret = -1, idx = -1;
@@ -167,8 +167,9 @@ static int configure(SSL_CTX *ctx)
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
-        SSL_CTX_set_cipher_list(ctx, CIPHERS_TLS12) != 1 || SSL_CTX_set_ciphersuites(ctx, CIPHERS_TLS13) != 1 ||
-        SSL_CTX_set1_groups_list(ctx, GROUPS) != 1 || SSL_CTX_set_dh_auto(ctx, 1) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, CIPHERS_TLS12) != 1 ||
+        SSL_CTX_set_ciphersuites(ctx, CIPHERS_TLS13) != 1 || SSL_CTX_set1_groups_list(ctx, GROUPS) != 1 ||
+        SSL_CTX_set_dh_auto(ctx, 1) != 1 ||
         SSL_CTX_set_session_id_context(ctx, SID_CTX, sizeof(SID_CTX) - 1) != 1)
         return -1;
     /* Resumption is by ticket only: no server-side cache to share or lock. */
@@ -195,7 +196,8 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
     STACK_OF(X509) *chain = NULL;
     SSL_CTX_get0_chain_certs(ctx, &chain);
     /* The connection takes references (override: replace anything set). */
-    if (SSL_use_cert_and_key(ssl, SSL_CTX_get0_certificate(ctx), SSL_CTX_get0_privatekey(ctx), chain, 1) != 1) {
+    if (SSL_use_cert_and_key(ssl, SSL_CTX_get0_certificate(ctx), SSL_CTX_get0_privatekey(ctx), chain, 1) !=
+        1) {
         *alert = SSL_AD_INTERNAL_ERROR;
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     }

@@ -24,7 +24,10 @@ static ptc_router *router(void)
 {
     static ptc_router *r;
     static const ptc_router_entry e[] = {
-        {"a", "/", 0}, {"a", "/api", 1}, {"*.a", "/", 2}, {"example.com", "/x/y", 3},
+        {"a", "/", 0},
+        {"a", "/api", 1},
+        {"*.a", "/", 2},
+        {"example.com", "/x/y", 3},
     };
     if (r == NULL)
         r = ptc_router_build(e, sizeof(e) / sizeof(e[0]));
@@ -50,15 +53,18 @@ static void check_request(const char *data, size_t size, bool trusted)
         return;
     char host[256] = "";
     unsigned port;
-    if (req.authority.len > 0 && ptc_http_parse_host(req.authority.p, req.authority.len, host, sizeof(host), &port) < 0)
+    if (req.authority.len > 0 &&
+        ptc_http_parse_host(req.authority.p, req.authority.len, host, sizeof(host), &port) < 0)
         return;
-    ssize_t plen = req.form == PTC_HTTP_FORM_ASTERISK ? 1 : ptc_http_normalize_path(req.path.p, req.path.len, path);
+    ssize_t plen =
+        req.form == PTC_HTTP_FORM_ASTERISK ? 1 : ptc_http_normalize_path(req.path.p, req.path.len, path);
     if (plen < 0)
         return;
     if (req.form == PTC_HTTP_FORM_ASTERISK)
         memcpy(path, "/", 2);
     size_t prefix = 0;
-    int id = ptc_router_match(router(), ptc_str_make(host, strlen(host)), ptc_str_make(path, (size_t)plen), &prefix);
+    int id = ptc_router_match(router(), ptc_str_make(host, strlen(host)), ptc_str_make(path, (size_t)plen),
+                              &prefix);
     if (id < 0)
         return; /* answered 404 by portico, never forwarded */
     ptc_str fwd = id == 1 ? ptc_router_strip(ptc_str_make(path, (size_t)plen), prefix)
@@ -71,7 +77,9 @@ static void check_request(const char *data, size_t size, bool trusted)
         .peer_trusted = trusted,
         .local_port = 80,
         .request_id = PTC_STR_LIT("fuzz"),
-        .framing = req.chunked ? PTC_BODY_CHUNKED : req.content_length >= 0 ? PTC_BODY_LENGTH : PTC_BODY_NONE,
+        .framing = req.chunked               ? PTC_BODY_CHUNKED
+                   : req.content_length >= 0 ? PTC_BODY_LENGTH
+                                             : PTC_BODY_NONE,
         .length = req.content_length >= 0 ? (uint64_t)req.content_length : 0,
         .websocket = req.upgrade,
     };
@@ -88,8 +96,9 @@ static void check_request(const char *data, size_t size, bool trusted)
         if (rc == 0) {
             MUST(count(again.headers, again.n_headers, "host") == 1);
             MUST(count(again.headers, again.n_headers, "x-forwarded-for") == 1);
-            MUST(count(again.headers, again.n_headers, "content-length") + count(again.headers, again.n_headers,
-                                                                                   "transfer-encoding") <= 1);
+            MUST(count(again.headers, again.n_headers, "content-length") +
+                     count(again.headers, again.n_headers, "transfer-encoding") <=
+                 1);
             MUST(again.chunked == req.chunked);
             MUST(again.content_length == req.content_length);
             if (req.form != PTC_HTTP_FORM_ASTERISK)
@@ -117,8 +126,8 @@ static void check_response(const char *data, size_t size)
         return;
     ptc_rewrite_resp info = {
         .request_id = PTC_STR_LIT("fuzz"),
-        .framing = res.bodyless ? PTC_BODY_NONE
-                   : res.chunked ? PTC_BODY_CHUNKED
+        .framing = res.bodyless              ? PTC_BODY_NONE
+                   : res.chunked             ? PTC_BODY_CHUNKED
                    : res.content_length >= 0 ? PTC_BODY_LENGTH
                                              : PTC_BODY_CLOSE,
         .length = res.content_length >= 0 ? (uint64_t)res.content_length : 0,

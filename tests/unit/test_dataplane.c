@@ -118,8 +118,8 @@ static void upstream_stop(upstream *u)
 static int get(unsigned port, const char *host, char *body, size_t bodylen)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {.tv_sec = 10};
     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
@@ -176,7 +176,8 @@ static void test_snapshot_build_errors_and_certs(void)
 {
     char err[512];
     ptc_dp_upstream up = {"127.0.0.1", 9, 1}, bad_up = {"no-such-host.invalid", 80, 1};
-    ptc_dp_route r = {.name = "r", .domain = "a.test", .path_prefix = "/", .upstreams = &up, .n_upstreams = 1};
+    ptc_dp_route r = {
+        .name = "r", .domain = "a.test", .path_prefix = "/", .upstreams = &up, .n_upstreams = 1};
     ptc_dp_route bad_domain = r, bad_prefix = r, unresolvable = r;
     bad_domain.domain = "A B";
     bad_prefix.path_prefix = "x";
@@ -236,7 +237,8 @@ static void test_health_balancing_metrics_and_stop(void)
     CHECK(strstr(body, "ROUTE_NOT_FOUND") != NULL);
 
     ptc_dp_upstream ups[] = {{"127.0.0.1", u1.port, 1}, {"localhost", u2.port, 1}};
-    ptc_dp_route r = {.name = "health", .domain = "h.test", .path_prefix = "/", .upstreams = ups, .n_upstreams = 2};
+    ptc_dp_route r = {
+        .name = "health", .domain = "h.test", .path_prefix = "/", .upstreams = ups, .n_upstreams = 2};
     ptc_dp_snapshot *s = ptc_dp_snapshot_build(&r, 1, NULL, 0, err, sizeof(err));
     CHECK(s != NULL);
     uint64_t g1 = ptc_dataplane_publish(dp, s);

@@ -104,8 +104,8 @@ static void test_connection_named_and_hop_by_hop(void)
     ptc_buf b = PTC_BUF_INIT;
     ptc_rewrite_request(&b, &req, &in);
     const char *s = ptc_buf_cstr(&b);
-    const char *gone[] = {"Connection", "X-Secret", "Foo", "Keep-Alive", "Proxy-Connection", "TE:", "Trailer",
-                          "Upgrade", "Expect", "9.9.9.9"};
+    const char *gone[] = {"Connection", "X-Secret", "Foo",     "Keep-Alive", "Proxy-Connection",
+                          "TE:",        "Trailer",  "Upgrade", "Expect",     "9.9.9.9"};
     for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
         if (strstr(s, gone[i]) != NULL)
             fprintf(stderr, "still there: %s\n", gone[i]);
@@ -211,8 +211,9 @@ static void test_own_answers(void)
     ptc_rewrite_own(&b, 502, "UPSTREAM_UNAVAILABLE", "say \"no\"", PTC_STR_LIT("r-1"), PTC_STR_LIT("D"), true,
                     false, PTC_STR_LIT(""));
     const char *s = ptc_buf_cstr(&b);
-    const char *body = "{\"error\":{\"code\":\"UPSTREAM_UNAVAILABLE\",\"message\":\"say \\\"no\\\"\",\"details\":{"
-                       "\"request_id\":\"r-1\"}}}\n";
+    const char *body =
+        "{\"error\":{\"code\":\"UPSTREAM_UNAVAILABLE\",\"message\":\"say \\\"no\\\"\",\"details\":{"
+        "\"request_id\":\"r-1\"}}}\n";
     CHECK(strncmp(s, "HTTP/1.1 502 Bad Gateway\r\n", 26) == 0);
     CHECK(strstr(s, "Content-Type: application/json\r\n") != NULL);
     CHECK(strstr(s, "Connection: close\r\n") != NULL);

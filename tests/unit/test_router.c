@@ -17,12 +17,8 @@ static int match(const ptc_router *r, const char *host, const char *path, size_t
 }
 
 static const ptc_router_entry entries[] = {
-    {"example.com", "/", 1},
-    {"example.com", "/api", 2},
-    {"example.com", "/api/v2", 3},
-    {"*.example.com", "/", 4},
-    {"*.b.example.com", "/", 5},
-    {"only.example.com", "/admin", 6},
+    {"example.com", "/", 1},    {"example.com", "/api", 2},  {"example.com", "/api/v2", 3},
+    {"*.example.com", "/", 4},  {"*.b.example.com", "/", 5}, {"only.example.com", "/admin", 6},
     {"example.com", "/api", 7}, /* duplicate claim: never matches */
 };
 
@@ -134,7 +130,7 @@ static void test_scale(void)
 {
     size_t n = 11000;
     ptc_router_entry *e = calloc(n, sizeof(*e));
-    char (*names)[64] = calloc(n, 64);
+    char(*names)[64] = calloc(n, 64);
     for (size_t i = 0; i < n; i++) {
         if (i < 10000) {
             snprintf(names[i], 64, "r%zu.bench.local", i);
@@ -148,8 +144,9 @@ static void test_scale(void)
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
         char path[80];
-        int got = i < 10000 ? match(r, names[i], "/x", NULL)
-                            : (snprintf(path, sizeof(path), "%s/y", names[i]), match(r, "many.local", path, NULL));
+        int got = i < 10000
+                      ? match(r, names[i], "/x", NULL)
+                      : (snprintf(path, sizeof(path), "%s/y", names[i]), match(r, "many.local", path, NULL));
         bad += got != (int)i;
     }
     CHECK_INT(bad, 0);
