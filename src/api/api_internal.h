@@ -5,6 +5,7 @@
 #define PTC_API_INTERNAL_H
 
 #include "api/api.h"
+#include "core/buf.h"
 #include "dns/dns.h"
 #include "model/state.h"
 #include "ports/ports.h"
@@ -26,6 +27,8 @@ struct ptc_api {
     pthread_mutex_t apply_lock; /* one change at a time, held from reading the state to committing */
     pthread_mutex_t state_lock; /* guards the state pointer only (held for a retain) */
     const ptc_state *state;     /* the committed desired state, as the engine serves it */
+    struct ptc_api_checks *checks; /* active health checks and what follows them (checks.c) */
+    struct ptc_api_sync *sync;     /* registry sync (sync.c) */
     ptc_ports *ports;           /* the port allocator (seed 003) */
     /* DNS (seed 004): the zone is rebuilt from the store's records and the
      * state's proxies after every change, under dns_lock so that the last
@@ -119,6 +122,32 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
  * upstream's result in details) and returns false when none is healthy. */
 bool ptc_api_gate(ptc_call *c, const ptc_proxy *p);
 
+/* ---- health checks (checks.c) ---- */
+
+/* Starts the active health checks on state (their saved verdicts loaded
+ * from the store), the thread that records transitions (audit entries,
+ * the saved verdicts) and, for engines that need it, applies verdicts at
+ * most every 2 s.  Returns 0 or -errno with the reason in err. */
+int ptc_api_checks_start(ptc_api *api, const ptc_state *state, char *err, size_t errlen);
+/* Stops both threads, saving the verdicts.  Blocks; NULL checks ignored. */
+void ptc_api_checks_stop(ptc_api *api);
+/* Makes the checks follow a newly published state (never blocks long). */
+void ptc_api_checks_follow(ptc_api *api, const ptc_state *next);
+/* Adds the health fields to a proxy's API form: last_health_status,
+ * last_health_checked_at and upstreams[i].health. */
+void ptc_api_checks_annotate(ptc_api *api, const ptc_proxy *p, json_t *out);
+/* Appends the health metrics of state's upstreams (Prometheus text). */
+void ptc_api_checks_metrics(ptc_api *api, const ptc_state *s, ptc_buf *out);
+
+/* ---- registry sync (sync.c) ---- */
+
+/* Starts the thread of registry_sync_interval (none when 0).  Returns 0
+ * or -errno with the reason in err. */
+int ptc_api_sync_start(ptc_api *api, char *err, size_t errlen);
+/* Stops it, cancelling a fetch in progress.  Blocks briefly. */
+void ptc_api_sync_stop(ptc_api *api);
+/* Appends the sync metrics (Prometheus text). */
+void ptc_api_sync_metrics(ptc_api *api, ptc_buf *out);
 /* ---- DNS (dns.c) ---- */
 
 /* Reads dns_zone, dns_proxy_ip and dns_listen, starts the responder when
@@ -146,6 +175,8 @@ void ptc_api_certs_list(ptc_call *c);
 void ptc_api_cert_get(ptc_call *c);
 void ptc_api_cert_put(ptc_call *c);
 void ptc_api_cert_delete(ptc_call *c);
+void ptc_api_registry_sync(ptc_call *c);
+void ptc_api_metrics(ptc_call *c);
 void ptc_api_ports_list(ptc_call *c);
 void ptc_api_ports_allocate(ptc_call *c);
 void ptc_api_ports_get(ptc_call *c);

@@ -35,6 +35,7 @@ static void publish(ptc_api *api, const ptc_state *next)
     api->state = ptc_state_retain(next);
     pthread_mutex_unlock(&api->state_lock);
     ptc_state_release(old);
+    ptc_api_checks_follow(api, next);
     /* Proxies with dns: true are names in the zone. */
     ptc_api_dns_refresh(api);
 }
@@ -130,8 +131,8 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
 out:
     pthread_mutex_unlock(&api->apply_lock);
     ptc_apply_result_clear(&res);
-    if (next != cur)
-        ptc_state_release(next);
+    /* build() returned a reference of its own, also when it is cur. */
+    ptc_state_release(next);
     ptc_state_release(cur);
     return status;
 }

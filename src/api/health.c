@@ -25,7 +25,7 @@ static json_t *ssl_status(const ptc_state *s, ptc_health_level *level)
             json_array_append_new(expiring, json_pack("{s:s, s:s}", "domain", c->domain, "not_after", na));
         }
     }
-    json_t *j = json_pack("{s:i, s:i, s:o}", "certificates", (json_int_t)s->n_certs, "expired", (json_int_t)expired,
+    json_t *j = json_pack("{s:I, s:I, s:o}", "certificates", (json_int_t)s->n_certs, "expired", (json_int_t)expired,
                           "expiring_within_14_days", expiring);
     if (soonest) {
         char t[32];
@@ -57,13 +57,12 @@ void ptc_api_health(ptc_call *c)
     json_t *dns = ptc_api_dns_status(api);
     if (dns)
         json_object_set_new(checks, "dns", dns);
-    json_t *body = json_pack("{s:s, s:s, s:s, s:O, s:o, s:o, s:i, s:i, s:I}", "status", names[level], "version",
+    json_t *ssl = ssl_status(s, &level);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:O, s:o, s:o, s:I, s:I, s:I}", "status", names[level], "version",
                              PTC_VERSION, "engine", api->engine->ops->name, api->engine->ops->name, engine, "ssl",
-                             ssl_status(s, &level), "checks", checks, "proxies", (json_int_t)s->n_proxies,
-                             "revision", (json_int_t)s->revision, "uptime_s",
+                             ssl, "checks", checks, "proxies", (json_int_t)s->n_proxies, "revision",
+                             (json_int_t)s->revision, "uptime_s",
                              (json_int_t)((ptc_now_ms() - api->started_at) / 1000));
-    /* ssl_status may have lowered the level after status was written. */
-    json_object_set_new(body, "status", json_string(names[level]));
     json_decref(engine);
     ptc_state_release(s);
     ptc_call_reply(c, level == PTC_UNHEALTHY ? 500 : 200, body);

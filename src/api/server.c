@@ -35,6 +35,8 @@ static const route routes[] = {
     {"GET", "/certificates/{}", ptc_api_cert_get, false},
     {"PUT", "/certificates/{}", ptc_api_cert_put, false},
     {"DELETE", "/certificates/{}", ptc_api_cert_delete, false},
+    {"GET", "/proxy-manager/sync-from-registry", ptc_api_registry_sync, false},
+    {"GET", "/metrics", ptc_api_metrics, false},
     {"GET", "/ports", ptc_api_ports_list, false},
     {"POST", "/ports", ptc_api_ports_allocate, false},
     {"GET", "/ports/{}", ptc_api_ports_get, false},
@@ -523,9 +525,14 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
                                ptc_settings_get(s, PTC_SET_RESERVED_PORTS), err, errlen);
     if (api->ports == NULL || ptc_api_dns_start(api, err, errlen) != 0)
         goto fail;
+    if ((rc = ptc_api_checks_start(api, api->state, err, errlen)) != 0 ||
+        (rc = ptc_api_sync_start(api, err, errlen)) != 0)
+        goto fail;
 
+    /* poll(), not select(): the data plane and the health checks hold
+     * thousands of descriptors, and select() refuses any above 1023. */
     api->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG |
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ERROR_LOG |
             (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
         0, NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
@@ -550,8 +557,12 @@ void ptc_api_stop(ptc_api *api)
 {
     if (api == NULL)
         return;
+    /* The periodic sync may be applying: it ends before the checks it
+     * feeds, and both before the state goes. */
+    ptc_api_sync_stop(api);
     if (api->daemon)
         MHD_stop_daemon(api->daemon);
+    ptc_api_checks_stop(api);
     ptc_api_dns_stop(api);
     ptc_ports_free(api->ports);
     ptc_state_release(api->state);

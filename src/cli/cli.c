@@ -223,6 +223,31 @@ static void print_health(const json_t *h)
     free(ssl);
 }
 
+static void print_names(const char *label, const json_t *list)
+{
+    size_t i;
+    const json_t *n;
+    printf("%-10s %zu", label, json_array_size(list));
+    json_array_foreach(list, i, n) printf("%s%s", i ? ", " : ": ", json_string_value(n));
+    printf("\n");
+}
+
+static void print_sync(const json_t *r)
+{
+    const json_t *ch = json_object_get(r, "changes");
+    printf("%-10s %s (revision %lld)\n", "changed", json_is_true(json_object_get(r, "changed")) ? "yes" : "no",
+           (long long)json_integer_value(json_object_get(r, "revision")));
+    print_names("created", json_object_get(ch, "created"));
+    print_names("updated", json_object_get(ch, "updated"));
+    print_names("unchanged", json_object_get(ch, "unchanged"));
+    print_names("deleted", json_object_get(ch, "deleted"));
+    printf("%-10s %lld\n", "skipped", (long long)json_integer_value(json_object_get(r, "skipped_count")));
+    const char *name;
+    const json_t *why;
+    json_object_foreach((json_t *)json_object_get(r, "skipped_reasons"), name, why)
+        printf("  %-24s %s\n", name, json_string_value(why));
+}
+
 static void print_ports(const json_t *r)
 {
     size_t i;
@@ -282,6 +307,7 @@ static void usage(void)
           "                   [--no-websocket] [--no-security-headers] [--dns])\n"
           "  certs list|get DOMAIN|delete DOMAIN|put DOMAIN --cert=CHAIN.pem --key=KEY.pem\n"
           "  health | audit [--since=T] [--limit=N] | revisions [--limit=N] | restore N\n"
+          "  sync                           sync the proxies from the registry (registry_url)\n"
           "  ports list [--all] | get OWNER | allocate OWNER INTERNAL_PORT | release OWNER\n"
           "  dns list | get NAME | put NAME --type=A|AAAA --value=IP [--ttl=N] | delete NAME [--type=T] | zone\n"
           "client options: --json; environment: PORTICO_URL (default http://127.0.0.1:8100), PORTICO_TOKEN\n",
@@ -552,7 +578,7 @@ static int cmd_restore(const cli *cl, int argc, char **argv)
     return run(cl, "POST", path, "{}", NULL);
 }
 
-static const char *const commands[] = {"proxies", "certs", "health", "audit", "revisions", "restore", "ports", "dns"};
+static const char *const commands[] = {"proxies", "certs", "health", "audit", "revisions", "restore", "ports", "dns", "sync"};
 
 int ptc_cli_knows(const char *name)
 {
@@ -589,6 +615,8 @@ int ptc_cli_main(int argc, char **argv)
         rc = cmd_query_list(&cl, "/revisions", argc - 1, argv + 1, print_revisions);
     else if (strcmp(cmd, "restore") == 0)
         rc = cmd_restore(&cl, argc - 1, argv + 1);
+    else if (strcmp(cmd, "sync") == 0)
+        rc = run(&cl, "GET", "/proxy-manager/sync-from-registry", NULL, print_sync);
     else if (strcmp(cmd, "ports") == 0)
         rc = cmd_ports(&cl, argc - 1, argv + 1);
     else if (strcmp(cmd, "dns") == 0)

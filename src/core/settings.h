@@ -81,6 +81,13 @@
     X(HEALTH_CHECK_TIMEOUT_MS, health_check_timeout_ms, INT, "1000", "10:600000", 0, "default health check timeout") \
     X(HEALTH_CHECK_INTERVAL_MS, health_check_interval_ms, INT, "5000", "100:86400000", 0,                    \
       "default interval of active health checks")                                                            \
+    X(HEALTH_CHECK_CONCURRENCY, health_check_concurrency, INT, "256", "1:10000", 0,                          \
+      "active health checks running at once")                                                                \
+    X(HEALTH_CHECK_CONNECTIONS, health_check_connections, INT, "0", "0:1000000", 0,                          \
+      "idle upstream connections the health checks keep for reuse; 0: half the descriptor limit")            \
+    X(HEALTH_CHECK_PASSIVE_FAILURES, health_check_passive_failures, INT, "3", "0:1000", 0,                   \
+      "failed connection attempts in a row that take an upstream out of the builtin engine's rotation until " \
+      "its health check passes; 0: off")                                                                      \
     X(PORT_RANGE, port_range, PORTRANGE, "9000-19999", "", 0, "range the port allocator hands out")          \
     X(RESERVED_PORTS, reserved_ports, PORTLIST, "", "", 0, "ports (and ranges) never handed out")            \
     X(DNS_LISTEN, dns_listen, ADDROPT, "", "", 0, "DNS responder address (UDP and TCP); empty: off")         \

@@ -44,6 +44,8 @@ void ptc_probe_run(ptc_probe *probes, size_t n)
         curl_easy_setopt(easy[i], CURLOPT_URL, url);
         curl_easy_setopt(easy[i], CURLOPT_TIMEOUT_MS, p->timeout_ms);
         curl_easy_setopt(easy[i], CURLOPT_NOSIGNAL, 1L);
+        /* Upstreams are reached directly, never through an http_proxy of the environment. */
+        curl_easy_setopt(easy[i], CURLOPT_NOPROXY, "*");
         curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, discard);
         curl_easy_setopt(easy[i], CURLOPT_WRITEDATA, &ctx[i]);
         curl_easy_setopt(easy[i], CURLOPT_PRIVATE, &ctx[i]);

@@ -43,6 +43,11 @@ typedef struct ptc_apply_result {
 
 typedef enum ptc_health_level { PTC_HEALTHY, PTC_DEGRADED, PTC_UNHEALTHY } ptc_health_level;
 
+/* Passive health: what an engine calls, from any of its threads, when it
+ * stops sending traffic to the address host:port by itself (consecutive
+ * connection failures); reason says why.  Must return at once. */
+typedef void (*ptc_passive_down_fn)(void *arg, const char *host, unsigned port, const char *reason);
+
 typedef struct ptc_engine_ops {
     const char *name;
     /* Makes the engine serve state at start-up: renders it, repairs drift
@@ -60,6 +65,26 @@ typedef struct ptc_engine_ops {
      * engine cannot answer challenges. */
     int (*set_challenge)(ptc_engine *e, const char *token, const char *key_authorization);
     void (*clear_challenge)(ptc_engine *e, const char *token);
+    /* Upstream health (issue 5): the active checks' verdict on the address
+     * host:port, for every proxy whose upstreams name it.  Called from the
+     * checker's thread, concurrently with apply; records the verdict and
+     * returns at once.  Engines that serve traffic themselves make it live
+     * here (only healthy upstreams get traffic; none healthy: 503
+     * NO_HEALTHY_UPSTREAM); engines that render files render the address
+     * down from their next apply or apply_health on.  Addresses start
+     * healthy.  NULL when the engine ignores health. */
+    void (*set_upstream_health)(ptc_engine *e, const char *host, unsigned port, bool healthy);
+    /* Makes the recorded verdicts live for state (the committed desired
+     * state) through the engine's safe path (nginx: render the files whose
+     * upstreams changed, back up, test, reload, roll back on failure); res
+     * as for apply.  The caller serialises it with apply and calls it at
+     * most every 2 s.  NULL when set_upstream_health is live at once. */
+    void (*apply_health)(ptc_engine *e, const ptc_state *state, ptc_apply_result *res);
+    /* Sets (fn NULL: clears) the function the engine calls when it ejects an
+     * address on its own.  Once a clearing call returns, the previous
+     * function is not called any more.  NULL when the engine has no
+     * passive checks. */
+    void (*set_passive_listener)(ptc_engine *e, ptc_passive_down_fn fn, void *arg);
     /* Appends the engine's metrics in Prometheus text format (NULL when the
      * engine has none of its own). */
     void (*metrics)(ptc_engine *e, ptc_buf *out);

@@ -65,6 +65,11 @@ typedef struct ngx {
     int64_t last_reload_at;
     char last_error[512];
     json_t *disabled; /* files start left out because nginx rejected them */
+    /* Upstream health (issue 5): the addresses the checks hold down
+     * ("host:port") and those whose verdict changed since the last render,
+     * under health_mu; the view rendering reads, under apply_mu. */
+    pthread_mutex_t health_mu;
+    json_t *down, *changed, *down_view;
 } ngx;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -338,6 +343,76 @@ static int reread_check(const char *path, const ptc_buf *want, const ptc_nginx_e
 
 /* ---- apply -------------------------------------------------------------- */
 
+/* ---- upstream health (issue 5) ------------------------------------------ */
+
+static void address_key(char *out, size_t len, const char *host, unsigned port)
+{
+    snprintf(out, len, "%s:%u", host, port);
+}
+
+static bool view_down(const void *arg, const char *host, unsigned port)
+{
+    const ngx *e = arg;
+    char key[PTC_DOMAIN_MAX + 16];
+    address_key(key, sizeof(key), host, port);
+    return json_object_get(e->down_view, key) != NULL;
+}
+
+static void nginx_set_upstream_health(ptc_engine *base, const char *host, unsigned port, bool healthy)
+{
+    ngx *e = base->impl;
+    char key[PTC_DOMAIN_MAX + 16];
+    address_key(key, sizeof(key), host, port);
+    pthread_mutex_lock(&e->health_mu);
+    if (healthy)
+        json_object_del(e->down, key);
+    else
+        json_object_set_new(e->down, key, json_true());
+    json_object_set_new(e->changed, key, json_true());
+    pthread_mutex_unlock(&e->health_mu);
+}
+
+/* Takes the verdicts for one render (caller holds apply_mu): the view the
+ * renderer and the checker read, and the addresses changed since the last
+ * render (new reference). */
+static json_t *take_health(ngx *e)
+{
+    pthread_mutex_lock(&e->health_mu);
+    json_decref(e->down_view);
+    e->down_view = json_deep_copy(e->down);
+    json_t *changed = e->changed;
+    e->changed = json_object();
+    pthread_mutex_unlock(&e->health_mu);
+    return changed;
+}
+
+/* A render that did not go live: its changed addresses wait for the next. */
+static void give_back_health(ngx *e, json_t *changed)
+{
+    pthread_mutex_lock(&e->health_mu);
+    json_object_update(e->changed, changed);
+    pthread_mutex_unlock(&e->health_mu);
+}
+
+/* Adds the domains of st's proxies that name a changed address. */
+static void health_domains(const ptc_state *st, const json_t *changed, strvec *domains)
+{
+    char key[PTC_DOMAIN_MAX + 16];
+    if (json_object_size(changed) == 0)
+        return;
+    for (size_t i = 0; i < st->n_proxies; i++) {
+        const ptc_proxy *p = st->proxies[i];
+        for (size_t k = 0; k < p->n_upstreams; k++) {
+            address_key(key, sizeof(key), p->upstreams[k].host, p->upstreams[k].port);
+            if (json_object_get(changed, key)) {
+                sv_push(domains, p->domain);
+                break;
+            }
+        }
+    }
+    sv_sort_unique(domains);
+}
+
 /* The domains whose file may differ between old and next, and the
  * certificates that changed (by domain). */
 static void diff_states(const ptc_state *old, const ptc_state *next, strvec *domains, strvec *certs)
@@ -510,6 +585,8 @@ static void nginx_apply(ptc_engine *base, const ptc_apply_request *req, ptc_appl
     memset(res, 0, sizeof(*res));
     pthread_mutex_lock(&e->apply_mu);
     diff_states(req->old, req->next, &domains, &certs);
+    json_t *health_changed = take_health(e);
+    health_domains(req->next, health_changed, &domains);
     plans = ptc_xcalloc(domains.n + 1, sizeof(planned));
 
     for (size_t i = 0; i < certs.n; i++) {
@@ -624,6 +701,9 @@ done:
     json_object_set_new(res->report, "duration_ms", json_integer(ptc_mono_ms() - t0));
     if (json_object_get(res->report, "verify") == NULL)
         json_object_set_new(res->report, "verify", json_null());
+    if (res->code)
+        give_back_health(e, health_changed);
+    json_decref(health_changed);
     pthread_mutex_unlock(&e->apply_mu);
     for (size_t i = 0; i < n_plans; i++) {
         free(plans[i].path);
@@ -635,6 +715,15 @@ done:
     free(certs.v);
     ptc_buf_free(&out);
     ptc_nginx_txn_free(txn);
+}
+
+/* The health verdicts recorded since the last render, made live: the
+ * files of the domains they touch go through the same steps as an apply
+ * (backup, write, check, test, reload, confirm, roll back). */
+static void nginx_apply_health(ptc_engine *base, const ptc_state *state, ptc_apply_result *res)
+{
+    ptc_apply_request req = {.old = state, .next = state};
+    nginx_apply(base, &req, res);
 }
 
 /* ---- start: make the files match the store ------------------------------ */
@@ -1185,6 +1274,10 @@ static void nginx_destroy(ptc_engine *base)
     free(e->pid_file);
     free(e->error_log);
     json_decref(e->disabled);
+    json_decref(e->down);
+    json_decref(e->changed);
+    json_decref(e->down_view);
+    pthread_mutex_destroy(&e->health_mu);
     pthread_mutex_destroy(&e->apply_mu);
     pthread_mutex_destroy(&e->mu);
     free(e);
@@ -1198,6 +1291,8 @@ static const ptc_engine_ops nginx_ops = {
     .set_challenge = nginx_set_challenge,
     .clear_challenge = nginx_clear_challenge,
     .metrics = nginx_metrics,
+    .set_upstream_health = nginx_set_upstream_health,
+    .apply_health = nginx_apply_health,
     .destroy = nginx_destroy,
 };
 
@@ -1244,6 +1339,10 @@ ptc_engine *ptc_engine_nginx_create(const ptc_settings *s, char *err, size_t err
     e->test_state = e->reload_state = -1;
     e->disabled = json_array();
     pthread_mutex_init(&e->apply_mu, NULL);
+    pthread_mutex_init(&e->health_mu, NULL);
+    e->down = json_object();
+    e->changed = json_object();
+    e->down_view = json_object();
     pthread_mutex_init(&e->mu, NULL);
     e->webroot = abs_dir(ptc_settings_get(s, PTC_SET_ACME_WEBROOT), true);
     e->certs_dir = ptc_path_join(state_dir, "certs");
@@ -1289,6 +1388,8 @@ ptc_engine *ptc_engine_nginx_create(const ptc_settings *s, char *err, size_t err
     e->conf.max_body_size = (unsigned long long)ptc_settings_int(s, PTC_SET_MAX_BODY_SIZE);
     e->conf.connect_timeout_ms = ptc_settings_int(s, PTC_SET_UPSTREAM_CONNECT_TIMEOUT_MS);
     e->conf.upstream_timeout_ms = ptc_settings_int(s, PTC_SET_UPSTREAM_TIMEOUT_MS);
+    e->conf.upstream_down = view_down;
+    e->conf.upstream_down_arg = e;
     e->conf.http_listen = e->http_listen;
     e->conf.https_listen = e->https_listen;
     if (ptc_nginx_listen_form(ptc_settings_get(s, PTC_SET_HTTP_LISTEN), e->http_listen,

@@ -243,6 +243,7 @@ static const char *const variable_tokens[] = {
 
 static const char *const quoted_tokens[] = {
     "", "nosniff", "SAMEORIGIN", "1; mode=block", PTC_NGINX_NOT_FOUND_HOST, PTC_NGINX_NOT_FOUND_PATH,
+    PTC_NGINX_NO_HEALTHY_UPSTREAM,
 };
 
 /* The redirect target of the HTTP servers. */
@@ -382,7 +383,9 @@ static int check_acme_location(checker *c, const node *loc)
     return root && type ? 0 : fail(c, loc->line, "incomplete ACME location");
 }
 
-static int check_not_found(checker *c, const node *loc, const char *body)
+/* A location answering status with body itself (404 ROUTE_NOT_FOUND,
+ * 503 NO_HEALTHY_UPSTREAM). */
+static int check_own_answer(checker *c, const node *loc, const char *status, const char *body)
 {
     bool type = false, ret = false;
     for (size_t i = 0; i < loc->nkids; i++) {
@@ -393,14 +396,14 @@ static int check_not_found(checker *c, const node *loc, const char *body)
                 return -EINVAL;
         } else if (name_is(k, "return") && !ret) {
             ret = true;
-            if (expect_fixed(c, k, (const char *[]){"return", "404", body}, 3) != 0 || !k->args[2].quoted)
+            if (expect_fixed(c, k, (const char *[]){"return", status, body}, 3) != 0 || !k->args[2].quoted)
                 return fail(c, k->line, "unexpected return");
         } else {
-            return fail(c, k->line, "unexpected \"%.*s\" in a 404 location", (int)k->args[0].len,
-                        k->args[0].p);
+            return fail(c, k->line, "unexpected \"%.*s\" in a %s location", (int)k->args[0].len, k->args[0].p,
+                        status);
         }
     }
-    return type && ret ? 0 : fail(c, loc->line, "incomplete 404 location");
+    return type && ret ? 0 : fail(c, loc->line, "incomplete %s location", status);
 }
 
 static const struct {
@@ -561,7 +564,7 @@ static int check_location(checker *c, const node *loc, bool https, bool tls, ser
             if (seen->fallback)
                 return fail(c, loc->line, "duplicate location /");
             seen->fallback = true;
-            return check_not_found(c, loc, PTC_NGINX_NOT_FOUND_PATH);
+            return check_own_answer(c, loc, "404", PTC_NGINX_NOT_FOUND_PATH);
         }
     } else if (tok_eq(mod, "=")) {
         i = strcmp(p, "/") == 0 ? e->n_proxies : find_prefix(e, p, strlen(p));
@@ -578,6 +581,8 @@ static int check_location(checker *c, const node *loc, bool https, bool tls, ser
     *mark = true;
     if (!https && tls && e->proxies[i]->enable_ssl)
         return check_redirect_location(c, loc);
+    if (ptc_nginx_all_down(e->conf, e->proxies[i]))
+        return check_own_answer(c, loc, "503", PTC_NGINX_NO_HEALTHY_UPSTREAM);
     return check_proxy_location(c, loc, e->proxies[i]);
 }
 
@@ -673,7 +678,9 @@ static int check_upstream(checker *c, const node *up, bool *seen)
         char addr[300], weight[32], host[300];
         snprintf(addr, sizeof(addr), "%s%s%s:%u", v6 ? "[" : "", u->host, v6 ? "]" : "", u->port);
         snprintf(weight, sizeof(weight), "weight=%u", u->weight);
-        if (expect_fixed(c, s, (const char *[]){"server", addr, weight}, 3) != 0)
+        bool down = ptc_nginx_upstream_down(e->conf, u);
+        if (down ? expect_fixed(c, s, (const char *[]){"server", addr, weight, "down"}, 4) != 0
+                 : expect_fixed(c, s, (const char *[]){"server", addr, weight}, 3) != 0)
             return -EINVAL;
         /* The address token, taken apart again: exactly "[v6]:port" or
          * "host:port", the host the one of the proxy and a valid one. */
@@ -834,7 +841,7 @@ static int check_default_server(checker *c, const node *srv, bool https)
         } else if (name_is(k, "location") && k->block && k->nargs == 2 && !fallback &&
                    tok_eq(&k->args[1], "/")) {
             fallback = true;
-            rc = check_not_found(c, k, PTC_NGINX_NOT_FOUND_HOST);
+            rc = check_own_answer(c, k, "404", PTC_NGINX_NOT_FOUND_HOST);
         } else {
             rc = fail(c, k->line, "unexpected \"%.*s\" in a default server",
                       (int)(k->args[0].len > 60 ? 60 : k->args[0].len), k->args[0].p);

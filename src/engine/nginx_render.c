@@ -67,14 +67,27 @@ static int cmp_prefix(const void *a, const void *b)
     return r ? r : strcmp(x->name, y->name);
 }
 
-static void render_upstream(const ptc_proxy *p, ptc_buf *out)
+bool ptc_nginx_upstream_down(const ptc_nginx_conf *c, const ptc_upstream *u)
+{
+    return c->upstream_down != NULL && c->upstream_down(c->upstream_down_arg, u->host, u->port);
+}
+
+bool ptc_nginx_all_down(const ptc_nginx_conf *c, const ptc_proxy *p)
+{
+    for (size_t i = 0; i < p->n_upstreams; i++)
+        if (!ptc_nginx_upstream_down(c, &p->upstreams[i]))
+            return false;
+    return p->n_upstreams > 0;
+}
+
+static void render_upstream(const ptc_nginx_conf *c, const ptc_proxy *p, ptc_buf *out)
 {
     ptc_buf_appendf(out, "upstream portico_%s {\n", p->name);
     for (size_t i = 0; i < p->n_upstreams; i++) {
         const ptc_upstream *u = &p->upstreams[i];
         bool v6 = strchr(u->host, ':') != NULL;
-        ptc_buf_appendf(out, "    server %s%s%s:%u weight=%u;\n", v6 ? "[" : "", u->host, v6 ? "]" : "",
-                        u->port, u->weight);
+        ptc_buf_appendf(out, "    server %s%s%s:%u weight=%u%s;\n", v6 ? "[" : "", u->host, v6 ? "]" : "",
+                        u->port, u->weight, ptc_nginx_upstream_down(c, u) ? " down" : "");
     }
     ptc_buf_append_str(out, "    keepalive 32;\n}\n\n");
 }
@@ -97,6 +110,13 @@ static void render_not_found(const char *body, ptc_buf *out)
                     "        return 404 '%s';\n"
                     "    }\n",
                     body);
+}
+
+/* The body of a location whose upstreams are all down. */
+static void render_no_healthy(ptc_buf *out)
+{
+    ptc_buf_append_str(out, "        default_type application/json;\n"
+                            "        return 503 '" PTC_NGINX_NO_HEALTHY_UPSTREAM "';\n");
 }
 
 /* The location names of a prefix: "= /api" and "^~ /api/", or "/" alone. */
@@ -149,7 +169,9 @@ static void render_locations(const ptc_nginx_conf *c, const ptc_proxy *p, bool r
     size_t n = location_names(p, names);
     for (size_t i = 0; i < n; i++) {
         ptc_buf_appendf(out, "\n    location %s {\n", names[i]);
-        if (!redirect)
+        if (!redirect && ptc_nginx_all_down(c, p))
+            render_no_healthy(out);
+        else if (!redirect)
             render_proxy_body(c, p, out);
         else if (c->https_port == 443)
             ptc_buf_append_str(out, "        return 301 https://$host$request_uri;\n");
@@ -173,7 +195,7 @@ void ptc_nginx_render_domain(const ptc_nginx_conf *c, const char *domain, const 
 
     ptc_buf_append_str(out, HEADER_COMMENT "\n");
     for (size_t i = 0; i < n; i++)
-        render_upstream(sorted[i], out);
+        render_upstream(c, sorted[i], out);
 
     ptc_buf_appendf(out, "server {\n    listen %s;\n    server_name %s;\n\n", c->http_listen, domain);
     render_acme_location(c, out);

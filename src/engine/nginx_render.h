@@ -30,6 +30,12 @@ typedef struct ptc_nginx_conf {
     unsigned long long max_body_size;
     long long connect_timeout_ms;
     long long upstream_timeout_ms;
+    /* Upstream health (issue 5): true when the active checks hold the
+     * address host:port down.  Its server lines are rendered `down`, and a
+     * proxy whose upstreams are all down answers 503 NO_HEALTHY_UPSTREAM
+     * itself, as the builtin engine does.  NULL: every address is up. */
+    bool (*upstream_down)(const void *arg, const char *host, unsigned port);
+    const void *upstream_down_arg;
 } ptc_nginx_conf;
 
 /* The main nginx.conf of a managed nginx (everything inside prefix). */
@@ -51,6 +57,9 @@ typedef struct ptc_nginx_main_conf {
     "{\"error\":{\"code\":\"ROUTE_NOT_FOUND\",\"message\":\"no route for this host\"}}"
 #define PTC_NGINX_NOT_FOUND_PATH                                                                             \
     "{\"error\":{\"code\":\"ROUTE_NOT_FOUND\",\"message\":\"no route for this path\"}}"
+/* ... and of its 503 when no upstream of a route is healthy. */
+#define PTC_NGINX_NO_HEALTHY_UPSTREAM                                                                        \
+    "{\"error\":{\"code\":\"NO_HEALTHY_UPSTREAM\",\"message\":\"no healthy upstream for this route\"}}"
 
 /* Name of the catch-all file, without the prefix ("_" cannot start a
  * domain, so no domain file can take it). */
@@ -72,6 +81,11 @@ bool ptc_nginx_domain_tls(const ptc_nginx_conf *c, const ptc_proxy *const *proxi
  * serves the domain (exact or wildcard) or NULL. */
 void ptc_nginx_render_domain(const ptc_nginx_conf *c, const char *domain, const ptc_proxy *const *proxies,
                              size_t n, const ptc_cert *cert, ptc_buf *out);
+
+/* Whether the health checks hold u down, and whether they hold every
+ * upstream of p down (see ptc_nginx_conf.upstream_down). */
+bool ptc_nginx_upstream_down(const ptc_nginx_conf *c, const ptc_upstream *u);
+bool ptc_nginx_all_down(const ptc_nginx_conf *c, const ptc_proxy *p);
 
 /* Appends the catch-all file: the maps the domain files rely on and a
  * default_server on each listener answering 404 ROUTE_NOT_FOUND (HTTPS:

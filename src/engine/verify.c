@@ -60,6 +60,7 @@ void ptc_verify_route(const char *listen, bool tls, const char *domain, const ch
     curl_easy_setopt(c, CURLOPT_CONNECT_TO, to);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);

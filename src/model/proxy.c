@@ -344,7 +344,7 @@ static json_t *upstreams_json(const ptc_proxy *p)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < p->n_upstreams; i++)
-        json_array_append_new(a, json_pack("{s:s, s:i, s:i}", "host", p->upstreams[i].host, "port",
+        json_array_append_new(a, json_pack("{s:s, s:I, s:I}", "host", p->upstreams[i].host, "port",
                                            (json_int_t)p->upstreams[i].port, "weight",
                                            (json_int_t)p->upstreams[i].weight));
     return a;
@@ -352,7 +352,7 @@ static json_t *upstreams_json(const ptc_proxy *p)
 
 static json_t *health_check_json(const ptc_health_check *h)
 {
-    return json_pack("{s:s, s:i, s:i, s:i, s:i}", "path", h->path, "interval_ms", (json_int_t)h->interval_ms,
+    return json_pack("{s:s, s:I, s:I, s:I, s:I}", "path", h->path, "interval_ms", (json_int_t)h->interval_ms,
                      "timeout_ms", (json_int_t)h->timeout_ms, "healthy_threshold",
                      (json_int_t)h->healthy_threshold, "unhealthy_threshold", (json_int_t)h->unhealthy_threshold);
 }
@@ -413,7 +413,7 @@ json_t *ptc_proxy_to_api(const ptc_proxy *p, bool has_cert)
     format_upstream_url(&p->upstreams[0], url, sizeof(url));
     ptc_time_format(p->created_at, created, sizeof(created));
     ptc_time_format(p->updated_at, updated, sizeof(updated));
-    return json_pack("{s:s, s:s, s:s, s:b, s:s, s:i, s:s, s:o, s:b, s:b, s:b, s:b, s:b, s:b, s:I, s:o, s:s, s:s, "
+    return json_pack("{s:s, s:s, s:s, s:b, s:s, s:I, s:s, s:o, s:b, s:b, s:b, s:b, s:b, s:b, s:I, s:o, s:s, s:s, "
                      "s:s, s:s, s:I}",
                      "droplet_name", p->name, "domain", p->domain, "path_prefix", p->path_prefix, "strip_prefix",
                      p->strip_prefix, "upstream_host", p->upstreams[0].host, "upstream_port",

@@ -111,6 +111,11 @@ int ptc_store_audit_append(ptc_store *st, const ptc_audit_entry *e)
     LOCKED(st, st->ops->audit_append(st->backend, e));
 }
 
+int ptc_store_audit_append_many(ptc_store *st, const ptc_audit_entry *e, size_t n)
+{
+    LOCKED(st, st->ops->audit_append_many(st->backend, e, n));
+}
+
 int ptc_store_audit_list(ptc_store *st, int64_t since, size_t limit, ptc_audit_list *out)
 {
     LOCKED(st, st->ops->audit_list(st->backend, since, limit, out));

@@ -90,6 +90,9 @@ int ptc_store_cert_put(ptc_store *st, const ptc_cert *c);
 int ptc_store_cert_delete(ptc_store *st, const char *domain);
 
 int ptc_store_audit_append(ptc_store *st, const ptc_audit_entry *e);
+/* Appends n entries in one transaction (a storm of health transitions
+ * costs one disk sync, not n). */
+int ptc_store_audit_append_many(ptc_store *st, const ptc_audit_entry *e, size_t n);
 /* Entries with ts >= since (ms), oldest first, at most limit. */
 int ptc_store_audit_list(ptc_store *st, int64_t since, size_t limit, ptc_audit_list *out);
 void ptc_audit_list_free(ptc_audit_list *l);

@@ -510,29 +510,41 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
-static int sqlite_audit_append(void *b, const ptc_audit_entry *e)
+static int sqlite_audit_append_many(void *b, const ptc_audit_entry *e, size_t n)
 {
     sqlite_store *s = b;
     sqlite3_stmt *st = NULL;
-    int rc = prepare(s,
-                     "INSERT INTO audit (ts, correlation_id, actor, action, droplet_name, domain, result,"
-                     " error_code, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     &st);
-    if (rc == 0) {
-        sqlite3_bind_int64(st, 1, e->ts);
-        bind_opt(st, 2, e->correlation_id);
-        bind_opt(st, 3, e->actor);
-        bind_opt(st, 4, e->action);
-        bind_opt(st, 5, e->droplet_name);
-        bind_opt(st, 6, e->domain);
-        bind_opt(st, 7, e->result);
-        bind_opt(st, 8, e->error_code);
-        bind_opt(st, 9, e->detail);
+    int rc;
+    if (n > 1 && (rc = exec(s, "BEGIN IMMEDIATE")) != 0)
+        return rc;
+    rc = prepare(s,
+                 "INSERT INTO audit (ts, correlation_id, actor, action, droplet_name, domain, result,"
+                 " error_code, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 &st);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        sqlite3_bind_int64(st, 1, e[i].ts);
+        bind_opt(st, 2, e[i].correlation_id);
+        bind_opt(st, 3, e[i].actor);
+        bind_opt(st, 4, e[i].action);
+        bind_opt(st, 5, e[i].droplet_name);
+        bind_opt(st, 6, e[i].domain);
+        bind_opt(st, 7, e[i].result);
+        bind_opt(st, 8, e[i].error_code);
+        bind_opt(st, 9, e[i].detail);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = db_error(s, "write audit");
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
     }
     sqlite3_finalize(st);
+    if (n > 1)
+        rc = rc == 0 ? exec(s, "COMMIT") : (exec(s, "ROLLBACK"), rc);
     return rc;
+}
+
+static int sqlite_audit_append(void *b, const ptc_audit_entry *e)
+{
+    return sqlite_audit_append_many(b, e, 1);
 }
 
 static int sqlite_audit_list(void *b, int64_t since, size_t limit, ptc_audit_list *out)
@@ -779,6 +791,7 @@ const ptc_store_ops ptc_store_sqlite_ops = {
     .cert_put = sqlite_cert_put,
     .cert_delete = sqlite_cert_delete,
     .audit_append = sqlite_audit_append,
+    .audit_append_many = sqlite_audit_append_many,
     .audit_list = sqlite_audit_list,
     .kv_get = sqlite_kv_get,
     .kv_set = sqlite_kv_set,

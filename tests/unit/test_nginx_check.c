@@ -243,6 +243,63 @@ static void test_expectation(void)
     ptc_proxy_release(b2);
 }
 
+/* Upstream health (issue 5): addresses the checks hold down are rendered
+ * `down`; a proxy with every upstream down answers 503 itself; the
+ * checker accepts exactly that and nothing else. */
+static bool down_list(const void *arg, const char *host, unsigned port)
+{
+    (void)port;
+    for (const char *const *h = arg; *h; h++)
+        if (strcmp(*h, host) == 0)
+            return true;
+    return false;
+}
+
+static void test_upstream_down(void)
+{
+    ptc_nginx_conf c = fx_conf();
+    ptc_nginx_conf up = fx_conf();
+    ptc_proxy *p = fx_proxy("pool", "pool.example.com", "/", "10.0.0.1", 80);
+    fx_add_upstream(p, "10.0.0.2", 80, 3);
+    const ptc_proxy *const list[] = {p};
+    static const char *const one[] = {"10.0.0.1", NULL};
+    static const char *const both[] = {"10.0.0.1", "10.0.0.2", NULL};
+    ptc_buf b = PTC_BUF_INIT;
+    char err[256] = "";
+
+    c.upstream_down = down_list;
+    c.upstream_down_arg = one;
+    ptc_nginx_render_domain(&c, p->domain, list, 1, NULL, &b);
+    CHECK(strstr(b.data, "server 10.0.0.1:80 weight=1 down;") != NULL);
+    CHECK(strstr(b.data, "server 10.0.0.2:80 weight=3;") != NULL);
+    CHECK(strstr(b.data, "proxy_pass http://portico_pool;") != NULL);
+    ptc_nginx_expect e = {&c, p->domain, list, 1, NULL};
+    CHECK_INT(ptc_nginx_check(b.data, b.len, &e, err, sizeof(err)), 0);
+    /* the same file is wrong for a checker that thinks both are up */
+    ptc_nginx_expect e_up = {&up, p->domain, list, 1, NULL};
+    CHECK_INT(ptc_nginx_check(b.data, b.len, &e_up, err, sizeof(err)), -EINVAL);
+
+    ptc_buf_reset(&b);
+    c.upstream_down_arg = both;
+    ptc_nginx_render_domain(&c, p->domain, list, 1, NULL, &b);
+    CHECK(strstr(b.data, "server 10.0.0.2:80 weight=3 down;") != NULL);
+    CHECK(strstr(b.data, "proxy_pass") == NULL);
+    CHECK(strstr(b.data, "return 503 '" PTC_NGINX_NO_HEALTHY_UPSTREAM "';") != NULL);
+    CHECK_INT(ptc_nginx_check(b.data, b.len, &e, err, sizeof(err)), 0);
+    CHECK_INT(ptc_nginx_check(b.data, b.len, &e_up, err, sizeof(err)), -EINVAL);
+    /* an HTTPS-only proxy still redirects plain HTTP when all are down */
+    ptc_cert *cert = fx_cert("pool.example.com", "C", "K");
+    p->enable_ssl = true;
+    ptc_buf_reset(&b);
+    ptc_nginx_render_domain(&c, p->domain, list, 1, cert, &b);
+    ptc_nginx_expect et = {&c, p->domain, list, 1, cert};
+    CHECK_INT(ptc_nginx_check(b.data, b.len, &et, err, sizeof(err)), 0);
+    CHECK(strstr(b.data, "return 301") != NULL && strstr(b.data, "return 503") != NULL);
+    ptc_cert_release(cert);
+    ptc_buf_free(&b);
+    ptc_proxy_release(p);
+}
+
 /* Hand-made files: the template with one line changed. */
 static void test_hostile_files(void)
 {
@@ -384,5 +441,6 @@ int main(void)
     RUN(test_hostile_files);
     RUN(test_lexer);
     RUN(test_default_file);
+    RUN(test_upstream_down);
     TEST_EXIT();
 }

@@ -156,6 +156,46 @@ static void test_store_lifecycle(void)
     free(db);
 }
 
+/* Many audit entries in one transaction, in order, after single ones. */
+static void test_audit_many(void)
+{
+    char dir[] = "/tmp/portico-store-XXXXXX";
+    char err[256];
+    CHECK(mkdtemp(dir) != NULL);
+    ptc_store *st = ptc_store_open("", dir, err, sizeof(err));
+    CHECK(st != NULL);
+    ptc_audit_entry one = {.ts = 1, .actor = "local", .action = "proxy.put", .result = "success"};
+    CHECK_INT(ptc_store_audit_append(st, &one), 0);
+    ptc_audit_entry many[300];
+    char names[300][16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(names[i], sizeof(names[i]), "p%d", i);
+        many[i] = (ptc_audit_entry){.ts = 2 + i, .correlation_id = "c", .actor = "health-check",
+                                    .action = "health.transition", .droplet_name = names[i], .result = "success",
+                                    .error_code = i % 2 ? "UPSTREAM_UNHEALTHY" : NULL, .detail = "{}"};
+    }
+    CHECK_INT(ptc_store_audit_append_many(st, many, 300), 0);
+    CHECK_INT(ptc_store_audit_append_many(st, many, 0), 0);
+    ptc_audit_list al;
+    CHECK_INT(ptc_store_audit_list(st, 0, 1000, &al), 0);
+    CHECK_INT(al.n, 301);
+    CHECK_STR(al.items[0].action, "proxy.put");
+    CHECK_STR(al.items[300].droplet_name, "p299");
+    CHECK_STR(al.items[300].error_code, "UPSTREAM_UNHEALTHY");
+    CHECK(al.items[1].error_code == NULL);
+    ptc_audit_list_free(&al);
+    ptc_store_close(st);
+    char *db = ptc_path_join(dir, "portico.db");
+    char *wal = ptc_xasprintf("%s-wal", db), *shm = ptc_xasprintf("%s-shm", db);
+    unlink(db);
+    unlink(wal);
+    unlink(shm);
+    rmdir(dir);
+    free(db);
+    free(wal);
+    free(shm);
+}
+
 static void test_bad_specs(void)
 {
     char err[256];
@@ -167,6 +207,7 @@ static void test_bad_specs(void)
 int main(void)
 {
     RUN(test_store_lifecycle);
+    RUN(test_audit_many);
     RUN(test_bad_specs);
     TEST_EXIT();
 }
