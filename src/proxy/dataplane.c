@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/mem.h"
 #include "core/settings.h"
 #include "proxy/worker.h"
@@ -63,6 +64,11 @@ struct ptc_dataplane {
     atomic_bool stopping;
     atomic_uint drain_ms;
     bool started, stopped;
+
+    /* Held while the passive listener is called or replaced. */
+    pthread_mutex_t passive_lock;
+    ptc_dp_passive_fn passive_fn;
+    void *passive_arg;
 };
 
 /* ------------------------------------------------------ for the workers */
@@ -120,6 +126,33 @@ bool ptc_dataplane_trusted(ptc_dataplane *dp, const ptc_sockaddr *peer)
             return true;
     }
     return false;
+}
+
+void ptc_dataplane_set_passive_listener(ptc_dataplane *dp, ptc_dp_passive_fn fn, void *arg)
+{
+    pthread_mutex_lock(&dp->passive_lock);
+    dp->passive_fn = fn;
+    dp->passive_arg = arg;
+    pthread_mutex_unlock(&dp->passive_lock);
+}
+
+void ptc_dataplane_passive_down(ptc_dataplane *dp, const char *label, const char *reason)
+{
+    char host[300];
+    const char *colon = strrchr(label, ':');
+    if (colon == NULL || (size_t)(colon - label) >= sizeof(host))
+        return;
+    memcpy(host, label, (size_t)(colon - label));
+    host[colon - label] = '\0';
+    unsigned port = (unsigned)strtoul(colon + 1, NULL, 10);
+    ptc_log_warn("data plane: upstream ejected after failures in a row", PTC_LS("upstream", label),
+                 PTC_LS("reason", reason), PTC_LI("failures", PTC_DP_PASSIVE_FAILURES));
+    /* Ejections are rare and the listener only queues: holding the lock
+     * while it runs is what makes clearing it final. */
+    pthread_mutex_lock(&dp->passive_lock);
+    if (dp->passive_fn != NULL)
+        dp->passive_fn(dp->passive_arg, host, port, reason);
+    pthread_mutex_unlock(&dp->passive_lock);
 }
 
 void ptc_dataplane_log_write(ptc_dataplane *dp, ptc_buf *lines)
@@ -251,6 +284,7 @@ ptc_dataplane *ptc_dataplane_create(const ptc_dp_config *cfg, char *err, size_t 
 {
     ptc_dataplane *dp = ptc_xcalloc(1, sizeof(*dp));
     pthread_mutex_init(&dp->snap_lock, NULL);
+    pthread_mutex_init(&dp->passive_lock, NULL);
     dp->log_fd = -1;
     config_copy(dp, cfg);
     /* A peer that vanishes makes write() raise SIGPIPE; the data plane
@@ -367,6 +401,7 @@ void ptc_dataplane_destroy(ptc_dataplane *dp)
     for (int i = 0; i < 4; i++)
         free(dp->strings[i]);
     pthread_mutex_destroy(&dp->snap_lock);
+    pthread_mutex_destroy(&dp->passive_lock);
     free(dp);
 }
 

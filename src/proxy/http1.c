@@ -277,7 +277,12 @@ static void upstream_failed(ptc_client *c, int err, bool timeout, const char *wh
 {
     ptc_worker *w = c->w;
     ptc_exchange *x = c->x;
+    /* A stale pooled connection retried below is not the upstream's fault. */
+    bool retry = !timeout && x->phase < PTC_RP_BODY && !x->resp_started && x->reused && !x->retried &&
+                 x->idempotent && !x->got_bytes;
 
+    if (!retry && x->up != NULL && ptc_snap_upstream_failed(x->up))
+        ptc_dataplane_passive_down(w->dp, x->up->label, what);
     if (x->phase >= PTC_RP_BODY || x->resp_started) {
         /* The head went out: what the client got stays visibly cut short.
          * The upstream connection is kept until the queued bytes (which
@@ -296,7 +301,7 @@ static void upstream_failed(ptc_client *c, int err, bool timeout, const char *wh
         ptc_upconn_close(w, x->uc);
         x->uc = NULL;
     }
-    if (!timeout && x->reused && !x->retried && x->idempotent && !x->got_bytes) {
+    if (retry) {
         x->retried = true;
         ptc_counter_add(&w->m.upstream_retries, 1);
         x->phase = PTC_RP_WAIT;
@@ -746,6 +751,7 @@ static int response_head(ptc_client *c, ptc_exchange *x, size_t head_len)
         info.websocket = true;
         x->tunnel = true;
         x->status = 101;
+        ptc_snap_upstream_succeeded(x->up);
         x->phase = PTC_RP_DONE;
         ptc_metrics_latency(x->stats, ptc_now_us() - x->t_up_us);
         ptc_buf_reset(&x->resp_head);
@@ -755,6 +761,7 @@ static int response_head(ptc_client *c, ptc_exchange *x, size_t head_len)
     }
     x->status = res->status;
     ptc_metrics_latency(x->stats, ptc_now_us() - x->t_up_us);
+    ptc_snap_upstream_succeeded(x->up);
     x->up_reusable = res->keep_alive && !x->websocket;
     if (res->bodyless) {
         x->from_up = PTC_BODY_NONE;

@@ -96,15 +96,14 @@ const char *ptc_snap_stat_name(uint32_t idx)
     return name;
 }
 
-/* Health cells live in a registry of "host:port" keys too; a cell counts
- * the snapshots that use it, and one nobody uses is reset to healthy (a
- * new route to an old address starts without the old verdict) but keeps
- * its slot. */
+/* Health cells live in a registry of "host:port" keys too, made by the
+ * first snapshot that names the address or the first verdict about it,
+ * whichever comes first, and never freed: a verdict outlives the
+ * snapshots (the checker, not the routes, owns it), and workers read
+ * cells without any lock. */
 struct ptc_health_cell {
     atomic_bool healthy;
-    /* Snapshots using it.  Atomic, so that a worker dropping the last
-     * reference to a snapshot never waits on the lock a build holds. */
-    atomic_size_t users;
+    atomic_uint failures; /* in a row, across workers */
 };
 
 static registry g_health = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -114,26 +113,51 @@ bool ptc_snap_upstream_healthy(const ptc_snap_upstream *u)
     return atomic_load_explicit(&u->health->healthy, memory_order_relaxed);
 }
 
+bool ptc_snap_upstream_failed(const ptc_snap_upstream *u)
+{
+    ptc_health_cell *c = u->health;
+    unsigned n = atomic_fetch_add_explicit(&c->failures, 1, memory_order_relaxed) + 1;
+    if (n < PTC_DP_PASSIVE_FAILURES)
+        return false;
+    /* Only the worker that turns it from healthy to not reports it. */
+    bool was = true;
+    return atomic_compare_exchange_strong(&c->healthy, &was, false);
+}
+
+void ptc_snap_upstream_succeeded(const ptc_snap_upstream *u)
+{
+    ptc_health_cell *c = u->health;
+    if (atomic_load_explicit(&c->failures, memory_order_relaxed) != 0)
+        atomic_store_explicit(&c->failures, 0, memory_order_relaxed);
+}
+
+/* The cell for key, made healthy when new.  Caller holds g_health.lock. */
+static ptc_health_cell *health_cell(const char *key, size_t len)
+{
+    bool added;
+    uint32_t idx = reg_intern(&g_health, key, len, &added);
+    ptc_health_cell *c = g_health.values[idx];
+    if (c == NULL) {
+        c = ptc_xcalloc(1, sizeof(*c));
+        atomic_init(&c->healthy, true);
+        atomic_init(&c->failures, 0);
+        g_health.values[idx] = c;
+    }
+    return c;
+}
+
 int ptc_dp_upstream_set_healthy(const char *host, unsigned port, bool healthy)
 {
     char key[MAX_NAME + 16];
-    int rc = -ENOENT;
     int len = snprintf(key, sizeof(key), "%s:%u", host, port);
     if (len < 0 || (size_t)len >= sizeof(key))
         return -EINVAL;
     pthread_mutex_lock(&g_health.lock);
-    if (g_health.tab != NULL) {
-        uint32_t *s = reg_slot(&g_health, key, (size_t)len);
-        if (*s != 0) {
-            ptc_health_cell *c = g_health.values[*s - 1];
-            if (atomic_load(&c->users) > 0) {
-                atomic_store_explicit(&c->healthy, healthy, memory_order_relaxed);
-                rc = 0;
-            }
-        }
-    }
+    ptc_health_cell *c = health_cell(key, (size_t)len);
+    atomic_store_explicit(&c->failures, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->healthy, healthy, memory_order_relaxed);
     pthread_mutex_unlock(&g_health.lock);
-    return rc;
+    return 0;
 }
 
 /* -------------------------------------------------------------- building */
@@ -211,22 +235,10 @@ typedef struct route_lens {
     uint32_t name, domain, prefix;
 } route_lens;
 
-/* Upstreams without a cell (a build that failed early) are skipped.  May
- * run on a worker: takes no lock (cells are never freed). */
-static void release_health(ptc_dp_snapshot *s)
-{
-    for (size_t i = 0; i < s->n_upstreams; i++) {
-        ptc_health_cell *c = s->upstreams[i].health;
-        if (c != NULL && atomic_fetch_sub(&c->users, 1) == 1)
-            atomic_store_explicit(&c->healthy, true, memory_order_relaxed);
-    }
-}
-
 static void snapshot_free(ptc_dp_snapshot *s)
 {
     if (s == NULL)
         return;
-    release_health(s);
     for (size_t i = 0; i < s->n_ctxs; i++)
         ptc_tls_cert_ctx_release(s->ctxs[i]);
     ptc_router_free(s->router);
@@ -341,20 +353,8 @@ out:
 static void attach_health(ptc_dp_snapshot *s)
 {
     pthread_mutex_lock(&g_health.lock);
-    for (size_t i = 0; i < s->n_upstreams; i++) {
-        bool added;
-        const char *label = s->upstreams[i].label;
-        uint32_t idx = reg_intern(&g_health, label, strlen(label), &added);
-        ptc_health_cell *c = g_health.values[idx];
-        if (c == NULL) {
-            c = ptc_xcalloc(1, sizeof(*c));
-            atomic_init(&c->healthy, true);
-            atomic_init(&c->users, 0);
-            g_health.values[idx] = c;
-        }
-        atomic_fetch_add(&c->users, 1);
-        s->upstreams[i].health = c;
-    }
+    for (size_t i = 0; i < s->n_upstreams; i++)
+        s->upstreams[i].health = health_cell(s->upstreams[i].label, strlen(s->upstreams[i].label));
     pthread_mutex_unlock(&g_health.lock);
 }
 

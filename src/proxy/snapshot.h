@@ -12,7 +12,7 @@
  * Upstream health is not part of the immutable data: each upstream points
  * to a shared health cell, one per "host:port" for the whole process, that
  * the control plane flips atomically (ptc_dp_upstream_set_healthy) without
- * building a snapshot.  Cells outlive snapshots that share them. */
+ * building a snapshot.  Cells outlive the snapshots that share them. */
 #ifndef PTC_PROXY_SNAPSHOT_H
 #define PTC_PROXY_SNAPSHOT_H
 
@@ -88,6 +88,13 @@ SSL_CTX *ptc_snap_cert_pick(const ptc_dp_snapshot *snap, const char *servername)
 
 /* The upstream's shared health flag (ptc_dp_upstream_set_healthy). */
 bool ptc_snap_upstream_healthy(const ptc_snap_upstream *u);
+/* Passive health: a request to u failed (true is returned, once, when that
+ * failure ejects u: PTC_DP_PASSIVE_FAILURES in a row), or got a valid
+ * response (which ends the run).  Lock-free; the success path writes only
+ * when a run of failures was under way, so that workers do not bounce the
+ * cell's cache line between them on every request. */
+bool ptc_snap_upstream_failed(const ptc_snap_upstream *u);
+void ptc_snap_upstream_succeeded(const ptc_snap_upstream *u);
 
 /* The route names seen so far, by stat_idx (for metrics).  The count only
  * grows; names stay valid for the life of the process. */

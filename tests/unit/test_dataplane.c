@@ -246,7 +246,8 @@ static void test_health_balancing_metrics_and_stop(void)
 
     /* Unhealthy upstreams get no traffic; none left: 503. */
     CHECK_INT(ptc_dp_upstream_set_healthy("127.0.0.1", u1.port, false), 0);
-    CHECK_INT(ptc_dp_upstream_set_healthy("10.0.0.1", 1, false), -ENOENT);
+    /* A verdict about an address no route names yet is kept for later. */
+    CHECK_INT(ptc_dp_upstream_set_healthy("127.0.0.2", 9, false), 0);
     int before = atomic_load(&u1.hits);
     for (int i = 0; i < 6; i++) {
         CHECK_INT(get(port, "h.test", body, sizeof(body)), 200);
@@ -278,15 +279,29 @@ static void test_health_balancing_metrics_and_stop(void)
         CHECK_STR(body, "two");
     }
 
+    /* The address judged before any route named it: no traffic. */
+    ptc_dp_upstream later = {"127.0.0.2", 9, 1};
+    ptc_dp_route r2 = {
+        .name = "later", .domain = "l.test", .path_prefix = "/", .upstreams = &later, .n_upstreams = 1};
+    ptc_dp_route both[] = {r, r2};
+    ptc_dp_snapshot *s3 = ptc_dp_snapshot_build(both, 2, NULL, 0, err, sizeof(err));
+    uint64_t g3 = ptc_dataplane_publish(dp, s3);
+    CHECK_INT(get(port, "l.test", body, sizeof(body)), 503);
+    char longhost[300];
+    memset(longhost, 'a', sizeof(longhost) - 1);
+    longhost[sizeof(longhost) - 1] = '\0';
+    CHECK_INT(ptc_dp_upstream_set_healthy(longhost, 1, false), -EINVAL);
+
     ptc_buf m = PTC_BUF_INIT;
     ptc_dataplane_metrics(dp, &m);
     const char *text = ptc_buf_cstr(&m);
     CHECK(strstr(text, "portico_requests_total{route=\"health\",code=\"200\"} 19") != NULL);
     CHECK(strstr(text, "portico_requests_total{route=\"health\",code=\"503\"} 1") != NULL);
+    CHECK(strstr(text, "portico_requests_total{route=\"later\",code=\"503\"} 1") != NULL);
     CHECK(strstr(text, "portico_requests_total{route=\"\",code=\"404\"} 1") != NULL);
     CHECK(strstr(text, "portico_upstream_latency_seconds_count{route=\"health\"} 19") != NULL);
     char gen[64];
-    snprintf(gen, sizeof(gen), "portico_snapshot_generation %llu\n", (unsigned long long)g2);
+    snprintf(gen, sizeof(gen), "portico_snapshot_generation %llu\n", (unsigned long long)g3);
     CHECK(strstr(text, gen) != NULL);
     CHECK(strstr(text, "portico_workers 2\n") != NULL);
     ptc_buf_free(&m);
@@ -296,6 +311,57 @@ static void test_health_balancing_metrics_and_stop(void)
     ptc_dataplane_destroy(dp);
     upstream_stop(&u1);
     upstream_stop(&u2);
+}
+
+static int ejected;
+static char ejected_what[64];
+static void on_ejected(void *arg, const char *host, unsigned port, const char *reason)
+{
+    (void)reason;
+    ejected++;
+    snprintf(ejected_what, sizeof(ejected_what), "%s %s:%u", (const char *)arg, host, port);
+}
+
+static void test_passive_ejection(void)
+{
+    upstream live;
+    upstream_start(&live, "live");
+    unsigned port = free_port(), dead = free_port();
+    char listen_on[64], err[512], body[256], want[64];
+    snprintf(listen_on, sizeof(listen_on), "127.0.0.1:%u", port);
+    ptc_dp_config cfg = {.http_listen = listen_on, .https_listen = "", .workers = 2, .access_log = ""};
+    ptc_dataplane *dp = ptc_dataplane_create(&cfg, err, sizeof(err));
+    CHECK_INT(ptc_dataplane_start(dp), 0);
+    ptc_dataplane_set_passive_listener(dp, on_ejected, "tag");
+    ptc_dp_upstream ups[] = {{"127.0.0.1", live.port, 1}, {"127.0.0.1", dead, 1}};
+    ptc_dp_route r = {
+        .name = "passive", .domain = "p.test", .path_prefix = "/", .upstreams = ups, .n_upstreams = 2};
+    ptc_dataplane_publish(dp, ptc_dp_snapshot_build(&r, 1, NULL, 0, err, sizeof(err)));
+    /* Every other request goes to the refusing upstream until the third
+     * failure in a row; then it gets none. */
+    int bad = 0;
+    for (int i = 0; i < 12; i++)
+        bad += get(port, "p.test", body, sizeof(body)) == 502;
+    CHECK_INT(bad, PTC_DP_PASSIVE_FAILURES);
+    CHECK_INT(ejected, 1);
+    snprintf(want, sizeof(want), "tag 127.0.0.1:%u", dead);
+    CHECK_STR(ejected_what, want);
+    /* Back only through the checks' verdict. */
+    ptc_dp_upstream_set_healthy("127.0.0.1", dead, true);
+    bad = 0;
+    for (int i = 0; i < 8; i++)
+        bad += get(port, "p.test", body, sizeof(body)) == 502;
+    CHECK_INT(bad, PTC_DP_PASSIVE_FAILURES);
+    CHECK_INT(ejected, 2);
+    /* Cleared: no more calls. */
+    ptc_dataplane_set_passive_listener(dp, NULL, NULL);
+    ptc_dp_upstream_set_healthy("127.0.0.1", dead, true);
+    for (int i = 0; i < 8; i++)
+        get(port, "p.test", body, sizeof(body));
+    CHECK_INT(ejected, 2);
+    ptc_dataplane_stop(dp, 1000);
+    ptc_dataplane_destroy(dp);
+    upstream_stop(&live);
 }
 
 static int pick_calls;
@@ -393,6 +459,7 @@ int main(void)
 {
     RUN(test_snapshot_build_errors_and_certs);
     RUN(test_health_balancing_metrics_and_stop);
+    RUN(test_passive_ejection);
     RUN(test_tls_sni_and_ticket_rotation);
     TEST_EXIT();
 }
