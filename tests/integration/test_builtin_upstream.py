@@ -1,6 +1,7 @@
 """Upstream failures through the builtin data plane, each caused for
-real: a closed port, a black hole, resets before and during a response,
-malformed responses, stale pooled connections; and weighted balancing."""
+real: a closed port (502, then 503 once passive health ejects it), a black
+hole, resets before and during a response, malformed responses, stale
+pooled connections; and weighted balancing."""
 
 import json
 import socket
@@ -21,18 +22,23 @@ def error_of(r):
     return json.loads(r.body)["error"]
 
 
-def test_closed_port_is_502(dp):
+def test_closed_port_is_502_then_ejected_503(dp):
     port = free_port()  # nothing listens there
+    # The API's verify request is the first refusal.
     route(dp, "gone", "gone.test", port)
     r = raw(dp.http_port, request_bytes("gone.test", "/"))
     assert r.status == 502
     e = error_of(r)
     assert e["code"] == "UPSTREAM_UNAVAILABLE" and e["details"]["request_id"] == r.header("x-request-id")
-    # The client connection survives a 502 for a bodyless request.
+    # The client connection survives a 502 for a bodyless request.  The
+    # third refusal in a row ejects the upstream (passive health): the
+    # route has no healthy upstream left, 503.
     c = Conn(dp.http_port)
-    for _ in range(2):
-        c.send(request_bytes("gone.test", "/again"))
-        assert c.read_response().status == 502
+    c.send(request_bytes("gone.test", "/again"))
+    assert c.read_response().status == 502
+    c.send(request_bytes("gone.test", "/again"))
+    r = c.read_response()
+    assert r.status == 503 and error_of(r)["code"] == "NO_HEALTHY_UPSTREAM"
     c.close()
 
 
@@ -83,17 +89,18 @@ def test_reset_before_head_is_502_and_malformed_responses_are_502(dp, raw_upstre
             peer.send(bad[t])
             time.sleep(0.5)
 
-    up = raw_upstream(handler)
-    route(dp, "bad", "bad.test", up.port)
-    r = raw(dp.http_port, request_bytes("bad.test", "/reset"))
-    assert r.status == 502 and error_of(r)["code"] == "UPSTREAM_UNAVAILABLE"
-    for t in ("/te-cl", "/bad-cl", "/two-cl", "/fold", "/gzip", "/garbage", "/bare-lf"):
-        r = raw(dp.http_port, request_bytes("bad.test", t))
+    # One upstream per case: three failures in a row would eject it.
+    for i, t in enumerate(("/reset", "/te-cl", "/bad-cl", "/two-cl", "/fold", "/gzip", "/garbage", "/bare-lf")):
+        up = raw_upstream(handler)
+        route(dp, f"bad{i}", f"bad{i}.test", up.port)
+        r = raw(dp.http_port, request_bytes(f"bad{i}.test", t))
         assert r.status == 502, (t, r)
         assert error_of(r)["code"] == "UPSTREAM_UNAVAILABLE"
     # A body that turns out malformed after the head went out is cut short.
+    up = raw_upstream(handler)
+    route(dp, "badbody", "badbody.test", up.port)
     c = Conn(dp.http_port)
-    c.send(request_bytes("bad.test", "/bad-chunk"))
+    c.send(request_bytes("badbody.test", "/bad-chunk"))
     r = c.read_response(allow_truncated=True)
     assert r.status == 200 and r.truncated
     c.close()
