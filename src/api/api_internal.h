@@ -78,6 +78,14 @@ void ptc_api_audit(ptc_call *c, const char *action, const char *droplet, const c
 /* An audit entry for a call already answered with an error: the result,
  * code and message are read from the answer. */
 void ptc_api_audit_failure(ptc_call *c, const char *action, const char *droplet, const char *domain);
+/* An attempt audited before the engine works on it, so that a crash
+ * half-way leaves a row ("interrupted" at the next start): begin returns
+ * the row's id (0 when it could not be written; end then appends). */
+int64_t ptc_api_audit_begin(ptc_call *c, const char *action, const char *droplet, const char *domain,
+                            const char *detail);
+void ptc_api_audit_end(ptc_call *c, int64_t id, const char *action, const char *droplet, const char *domain,
+                       const char *result, const char *error_code, const char *detail);
+void ptc_api_audit_end_failure(ptc_call *c, int64_t id, const char *action, const char *droplet, const char *domain);
 
 /* ---- the apply pipeline (apply.c) ---- */
 
