@@ -79,6 +79,14 @@ void ptc_api_audit(ptc_call *c, const char *action, const char *droplet, const c
 /* An audit entry for a call already answered with an error: the result,
  * code and message are read from the answer. */
 void ptc_api_audit_failure(ptc_call *c, const char *action, const char *droplet, const char *domain);
+/* An attempt audited before the engine works on it, so that a crash
+ * half-way leaves a row ("interrupted" at the next start): begin returns
+ * the row's id (0 when it could not be written; end then appends). */
+int64_t ptc_api_audit_begin(ptc_call *c, const char *action, const char *droplet, const char *domain,
+                            const char *detail);
+void ptc_api_audit_end(ptc_call *c, int64_t id, const char *action, const char *droplet, const char *domain,
+                       const char *result, const char *error_code, const char *detail);
+void ptc_api_audit_end_failure(ptc_call *c, int64_t id, const char *action, const char *droplet, const char *domain);
 
 /* ---- the apply pipeline (apply.c) ---- */
 
@@ -136,7 +144,12 @@ void ptc_api_checks_stop(ptc_api *api);
 void ptc_api_checks_follow(ptc_api *api, const ptc_state *next);
 /* Adds the health fields to a proxy's API form: last_health_status,
  * last_health_checked_at and upstreams[i].health. */
-void ptc_api_checks_annotate(ptc_api *api, const ptc_proxy *p, json_t *out);
+/* The health checks' members of a proxy's API form. */
+ptc_proxy_api_extras ptc_api_checks_extras(ptc_api *api);
+/* A proxy's API form with what the state and the health checks know:
+ * appended to b as text, or as a new JSON object. */
+void ptc_api_write_proxy(ptc_buf *b, ptc_api *api, const ptc_state *s, const ptc_proxy *p);
+json_t *ptc_api_proxy_json(ptc_api *api, const ptc_state *s, const ptc_proxy *p);
 /* Appends the health metrics of state's upstreams (Prometheus text). */
 void ptc_api_checks_metrics(ptc_api *api, const ptc_state *s, ptc_buf *out);
 

@@ -60,7 +60,7 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
     ptc_apply_status status = PTC_APPLY_ANSWERED;
     const ptc_state *cur = NULL, *next = NULL;
     ptc_apply_result res = {0};
-    int64_t rev = 0;
+    int64_t rev = 0, audit_id = 0;
     int rc;
 
     *report = NULL;
@@ -83,13 +83,14 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
         goto out;
     }
 
+    audit_id = ptc_api_audit_begin(c, chg->action, chg->droplet, chg->domain, chg->summary);
     engine_apply(api, cur, next, chg, &res);
     if (res.code) {
         json_t *details = res.details ? json_incref(res.details) : json_object();
         if (res.report)
             json_object_set(details, "apply", res.report);
         ptc_call_error(c, 500, res.code, res.message, details);
-        ptc_api_audit_failure(c, chg->action, chg->droplet, chg->domain);
+        ptc_api_audit_end_failure(c, audit_id, chg->action, chg->droplet, chg->domain);
         goto out;
     }
 
@@ -107,7 +108,7 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
                        rc == -EEXIST ? "another change was committed at the same time; retry"
                                      : "the change could not be committed; it was rolled back",
                        NULL);
-        ptc_api_audit_failure(c, chg->action, chg->droplet, chg->domain);
+        ptc_api_audit_end_failure(c, audit_id, chg->action, chg->droplet, chg->domain);
         goto out;
     }
     bool revisioned = chg->commit == NULL || chg->commits_revision;
@@ -128,7 +129,7 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
         snprintf(detail, sizeof(detail), "%s; revision %lld", chg->summary, (long long)rev);
     else
         snprintf(detail, sizeof(detail), "%s", chg->summary);
-    ptc_api_audit(c, chg->action, chg->droplet, chg->domain, "success", NULL, detail);
+    ptc_api_audit_end(c, audit_id, chg->action, chg->droplet, chg->domain, "success", NULL, detail);
 out:
     pthread_mutex_unlock(&api->apply_lock);
     ptc_apply_result_clear(&res);

@@ -371,45 +371,66 @@ void ptc_api_checks_follow(ptc_api *api, const ptc_state *next)
 
 /* ---- what the API shows --------------------------------------------------------- */
 
-static json_t *time_or_null(int64_t ms)
+static void put_time_or_null(ptc_buf *b, const char *key, int64_t ms)
 {
     char t[32];
-    if (ms <= 0)
-        return json_null();
+    if (ms <= 0) {
+        ptc_buf_appendf(b, ",\"%s\":null", key);
+        return;
+    }
     ptc_time_format(ms, t, sizeof(t));
-    return json_string(t);
+    ptc_buf_appendf(b, ",\"%s\":\"%s\"", key, t);
 }
 
-void ptc_api_checks_annotate(ptc_api *api, const ptc_proxy *p, json_t *out)
+static void view_of(ptc_api *api, const ptc_proxy *p, size_t i, ptc_health_view *v)
 {
-    json_t *ups = json_object_get(out, "upstreams");
+    if (api->checks == NULL || ptc_health_get(api->checks->health, p->upstreams[i].host, p->upstreams[i].port,
+                                              p->health_check.path, v) != 0)
+        memset(v, 0, sizeof(*v));
+}
+
+/* ,"health":{...} of upstream i. */
+static void write_upstream_health(ptc_buf *b, const ptc_proxy *p, size_t i, void *arg)
+{
+    ptc_health_view v;
+    view_of(arg, p, i, &v);
+    ptc_buf_appendf(b, ",\"health\":{\"state\":\"%s\"", ptc_hstate_name(v.state));
+    if (v.last_status)
+        ptc_buf_appendf(b, ",\"last_status\":%d", v.last_status);
+    else
+        ptc_buf_append_str(b, ",\"last_status\":null");
+    ptc_buf_append_str(b, ",\"last_error\":");
+    if (v.last_error[0])
+        ptc_buf_append_json_str(b, v.last_error);
+    else
+        ptc_buf_append_str(b, "null");
+    put_time_or_null(b, "checked_at", v.checked_at);
+    put_time_or_null(b, "changed_at", v.changed_at);
+    ptc_buf_appendf(b, ",\"consecutive\":%u,\"passive\":%s}", v.consecutive, v.passive ? "true" : "false");
+}
+
+/* The proxy's last_health_status and last_health_checked_at.  A proxy is
+ * healthy when one of its upstreams is: that one gets the traffic. */
+static void write_proxy_health(ptc_buf *b, const ptc_proxy *p, void *arg)
+{
     bool any_healthy = false, any_unknown = false;
     int64_t checked = 0;
-
     for (size_t i = 0; i < p->n_upstreams; i++) {
-        ptc_health_view v = {0};
-        if (api->checks == NULL || ptc_health_get(api->checks->health, p->upstreams[i].host,
-                                                  p->upstreams[i].port, p->health_check.path, &v) != 0)
-            memset(&v, 0, sizeof(v));
+        ptc_health_view v;
+        view_of(arg, p, i, &v);
         any_healthy = any_healthy || v.state == PTC_HSTATE_HEALTHY;
         any_unknown = any_unknown || v.state == PTC_HSTATE_UNKNOWN;
         if (v.checked_at > checked)
             checked = v.checked_at;
-        json_t *h =
-            json_pack("{s:s, s:o, s:o, s:o, s:o, s:I, s:b}", "state", ptc_hstate_name(v.state), "last_status",
-                      v.last_status ? json_integer(v.last_status) : json_null(), "last_error",
-                      v.last_error[0] ? json_string(v.last_error) : json_null(), "checked_at",
-                      time_or_null(v.checked_at), "changed_at", time_or_null(v.changed_at), "consecutive",
-                      (json_int_t)v.consecutive, "passive", (int)v.passive);
-        json_object_set_new(json_array_get(ups, i), "health", h);
     }
-    /* A proxy is healthy when one of its upstreams is: that one gets the
-     * traffic. */
-    json_object_set_new(out, "last_health_status",
-                        json_string(any_healthy   ? "healthy"
-                                    : any_unknown ? "unknown"
-                                                  : "unhealthy"));
-    json_object_set_new(out, "last_health_checked_at", time_or_null(checked));
+    ptc_buf_appendf(b, ",\"last_health_status\":\"%s\"",
+                    any_healthy ? "healthy" : any_unknown ? "unknown" : "unhealthy");
+    put_time_or_null(b, "last_health_checked_at", checked);
+}
+
+ptc_proxy_api_extras ptc_api_checks_extras(ptc_api *api)
+{
+    return (ptc_proxy_api_extras){write_upstream_health, write_proxy_health, api};
 }
 
 /* Prometheus label values: backslash, quote and newline escaped. */

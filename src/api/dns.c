@@ -570,10 +570,6 @@ static void rename_proxy_fields(json_t *errors, json_t *fields, bool forwarded)
     }
 }
 
-static json_t *proxy_json(const ptc_state *s, const ptc_proxy *p)
-{
-    return ptc_proxy_to_api(p, ptc_state_cert_for(s, p->domain) != NULL);
-}
 
 void ptc_api_add_record(ptc_call *c)
 {
@@ -637,7 +633,7 @@ void ptc_api_add_record(ptc_call *c)
         snprintf(chg.summary, sizeof(chg.summary), "%.159s", summary);
         switch (ptc_api_apply(c, &chg, &report, &next)) {
         case PTC_APPLY_DONE:
-            proxy_out = proxy_json(next, ptc_state_proxy(next, service));
+            proxy_out = ptc_api_proxy_json(api, next, ptc_state_proxy(next, service));
             json_object_set_new(report, "changed", json_true());
             json_object_set_new(proxy_out, "apply", report);
             report = NULL;
@@ -663,7 +659,7 @@ void ptc_api_add_record(ptc_call *c)
         const ptc_state *s = ptc_api_state(api);
         const ptc_proxy *p = ptc_state_proxy(s, service);
         if (p) {
-            proxy_out = proxy_json(s, p);
+            proxy_out = ptc_api_proxy_json(api, s, p);
             json_object_set_new(proxy_out, "apply", json_pack("{s:b}", "changed", 0));
         }
         ptc_state_release(s);

@@ -9,23 +9,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The API form of p with what the state and the health checks know
- * about it. */
-static json_t *proxy_json(ptc_api *api, const ptc_state *s, const ptc_proxy *p)
+void ptc_api_write_proxy(ptc_buf *b, ptc_api *api, const ptc_state *s, const ptc_proxy *p)
 {
-    json_t *out = ptc_proxy_to_api(p, ptc_state_cert_for(s, p->domain) != NULL);
-    ptc_api_checks_annotate(api, p, out);
-    return out;
+    ptc_proxy_api_extras x = ptc_api_checks_extras(api);
+    ptc_proxy_write_api(b, p, ptc_state_cert_for(s, p->domain) != NULL, &x);
 }
+
+json_t *ptc_api_proxy_json(ptc_api *api, const ptc_state *s, const ptc_proxy *p)
+{
+    ptc_buf b = PTC_BUF_INIT;
+    ptc_api_write_proxy(&b, api, s, p);
+    json_t *j = json_loadb(b.data, b.len, 0, NULL);
+    ptc_buf_free(&b);
+    return j;
+}
+
 
 void ptc_api_proxies_list(ptc_call *c)
 {
     const ptc_state *s = ptc_api_state(c->api);
-    json_t *list = json_array();
-    for (size_t i = 0; i < s->n_proxies; i++)
-        json_array_append_new(list, proxy_json(c->api, s, s->proxies[i]));
+    ptc_buf b = PTC_BUF_INIT;
+    ptc_buf_reserve(&b, s->n_proxies * 1024 + 2);
+    ptc_buf_append_str(&b, "[");
+    for (size_t i = 0; i < s->n_proxies; i++) {
+        if (i)
+            ptc_buf_append_str(&b, ",");
+        ptc_api_write_proxy(&b, c->api, s, s->proxies[i]);
+    }
+    ptc_buf_append_str(&b, "]\n");
     ptc_state_release(s);
-    ptc_call_reply(c, 200, list);
+    c->status = 200;
+    c->text = ptc_buf_detach(&b);
+    c->content_type = "application/json";
 }
 
 static bool valid_name_or_answer(ptc_call *c, const char *name)
@@ -43,7 +58,7 @@ void ptc_api_proxy_get(ptc_call *c)
     const ptc_state *s = ptc_api_state(c->api);
     const ptc_proxy *p = ptc_state_proxy(s, name);
     if (p)
-        ptc_call_reply(c, 200, proxy_json(c->api, s, p));
+        ptc_call_reply(c, 200, ptc_api_proxy_json(c->api, s, p));
     else if (valid_name_or_answer(c, name))
         ptc_call_error(c, 404, "PROXY_NOT_FOUND", "no proxy has this name", json_pack("{s:s}", "name", name));
     ptc_state_release(s);
@@ -110,7 +125,7 @@ void ptc_api_proxy_put(ptc_call *c)
     cur = ptc_api_state(c->api);
     const ptc_proxy *old = ptc_state_proxy(cur, name);
     if (old && ptc_proxy_spec_equal(old, arg.proxy)) {
-        json_t *out = proxy_json(c->api, cur, old);
+        json_t *out = ptc_api_proxy_json(c->api, cur, old);
         json_object_set_new(out, "apply", json_pack("{s:b}", "changed", 0));
         ptc_call_reply(c, 200, out);
         ptc_api_audit(c, "proxy.put", name, domain, "unchanged", NULL, "the spec is unchanged");
@@ -131,7 +146,7 @@ void ptc_api_proxy_put(ptc_call *c)
     snprintf(chg.summary, sizeof(chg.summary), "put %s", name);
     switch (ptc_api_apply(c, &chg, &report, &next)) {
     case PTC_APPLY_DONE: {
-        json_t *out = proxy_json(c->api, next, ptc_state_proxy(next, name));
+        json_t *out = ptc_api_proxy_json(c->api, next, ptc_state_proxy(next, name));
         json_object_set_new(report, "changed", json_true());
         json_object_set_new(out, "apply", report);
         report = NULL;
@@ -140,7 +155,7 @@ void ptc_api_proxy_put(ptc_call *c)
     }
     case PTC_APPLY_UNCHANGED: {
         const ptc_state *s = ptc_api_state(c->api);
-        json_t *out = proxy_json(c->api, s, ptc_state_proxy(s, name));
+        json_t *out = ptc_api_proxy_json(c->api, s, ptc_state_proxy(s, name));
         json_object_set_new(out, "apply", json_pack("{s:b}", "changed", 0));
         ptc_call_reply(c, 200, out);
         ptc_state_release(s);

@@ -515,6 +515,11 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
     if (ptc_api_preflight(s, err, errlen) != 0 || listen_address(s, &sa, &loopback, err, errlen) != 0)
         goto fail;
 
+    int64_t interrupted = 0;
+    if (ptc_store_audit_interrupted(store, &interrupted) == 0 && interrupted > 0)
+        ptc_log_warn("changes interrupted by the last stop are marked in the audit trail; the engine is "
+                     "reconciled to the store",
+                     PTC_LI("interrupted", interrupted));
     if ((rc = ptc_store_load_state(store, &state)) != 0) {
         snprintf(err, errlen, "store: cannot load the desired state (%s)", strerror(-rc));
         goto fail;
@@ -542,10 +547,10 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
     api->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ERROR_LOG |
             (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-        0, NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        0, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(128 * 1024), MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (api->daemon == NULL) {
         snprintf(err, errlen, "api_listen %s: cannot listen (%s)", ptc_settings_get(s, PTC_SET_API_LISTEN),
                  strerror(errno));
@@ -585,20 +590,67 @@ void ptc_api_stop(ptc_api *api)
     free(api);
 }
 
-void ptc_api_audit_failure(ptc_call *c, const char *action, const char *droplet, const char *domain)
+/* The error code and a detail line (new string) of an error answer. */
+static char *failure_of(ptc_call *c, const char **code)
 {
     json_t *err = json_object_get(c->reply, "error");
-    const char *code = json_string_value(json_object_get(err, "code"));
     const char *msg = json_string_value(json_object_get(err, "message"));
-    json_t *details = json_object_get(err, "details");
-    char *detail = NULL;
-    json_t *fields = json_object_get(details, "fields");
+    json_t *fields = json_object_get(json_object_get(err, "details"), "fields");
+    char *detail;
+    *code = json_string_value(json_object_get(err, "code"));
+    if (*code == NULL)
+        *code = "UNKNOWN";
     if (fields) {
         char *f = json_dumps(fields, JSON_COMPACT | JSON_SORT_KEYS);
         detail = ptc_xasprintf("%s: %s", msg ? msg : "", f);
         free(f);
+    } else {
+        detail = ptc_xstrdup(msg ? msg : "");
     }
-    ptc_api_audit(c, action, droplet, domain, "failure", code ? code : "UNKNOWN",
-                  detail ? detail : (msg ? msg : ""));
+    return detail;
+}
+
+void ptc_api_audit_failure(ptc_call *c, const char *action, const char *droplet, const char *domain)
+{
+    const char *code;
+    char *detail = failure_of(c, &code);
+    ptc_api_audit(c, action, droplet, domain, "failure", code, detail);
+    free(detail);
+}
+
+int64_t ptc_api_audit_begin(ptc_call *c, const char *action, const char *droplet, const char *domain,
+                            const char *detail)
+{
+    int64_t id = 0;
+    ptc_audit_entry e = {
+        .ts = ptc_now_ms(),
+        .correlation_id = c->correlation_id,
+        .actor = c->actor,
+        .action = action,
+        .droplet_name = droplet,
+        .domain = domain,
+        .detail = detail,
+    };
+    if (ptc_store_audit_begin(c->api->store, &e, &id) != 0)
+        ptc_log_error("audit entry could not be begun", PTC_LS("action", action));
+    return id;
+}
+
+void ptc_api_audit_end(ptc_call *c, int64_t id, const char *action, const char *droplet, const char *domain,
+                       const char *result, const char *error_code, const char *detail)
+{
+    if (id == 0 || ptc_store_audit_finish(c->api->store, id, result, error_code, detail) != 0) {
+        ptc_api_audit(c, action, droplet, domain, result, error_code, detail);
+        return;
+    }
+    ptc_log_info("audit", PTC_LS("action", action), PTC_LS("actor", c->actor), PTC_LS("droplet_name", droplet),
+                 PTC_LS("domain", domain), PTC_LS("result", result), PTC_LS("error_code", error_code));
+}
+
+void ptc_api_audit_end_failure(ptc_call *c, int64_t id, const char *action, const char *droplet, const char *domain)
+{
+    const char *code;
+    char *detail = failure_of(c, &code);
+    ptc_api_audit_end(c, id, action, droplet, domain, "failure", code, detail);
     free(detail);
 }

@@ -128,6 +128,20 @@ static void builtin_metrics(ptc_engine *e, ptc_buf *out)
     ptc_dataplane_metrics(b->dp, out);
 }
 
+/* Health verdicts go straight to the data plane's per-address cells: live
+ * at once, no snapshot rebuild. */
+static void builtin_set_upstream_health(ptc_engine *e, const char *host, unsigned port, bool healthy)
+{
+    (void)e;
+    ptc_dp_upstream_set_healthy(host, port, healthy);
+}
+
+static void builtin_set_passive_listener(ptc_engine *e, ptc_passive_down_fn fn, void *arg)
+{
+    builtin *b = e->impl;
+    ptc_dataplane_set_passive_listener(b->dp, fn, arg);
+}
+
 static void builtin_destroy(ptc_engine *e)
 {
     builtin *b = e->impl;
@@ -144,6 +158,8 @@ static const ptc_engine_ops builtin_ops = {
     .apply = builtin_apply,
     .status = builtin_status,
     .metrics = builtin_metrics,
+    .set_upstream_health = builtin_set_upstream_health,
+    .set_passive_listener = builtin_set_passive_listener,
     .destroy = builtin_destroy,
 };
 

@@ -407,23 +407,62 @@ static void format_upstream_url(const ptc_upstream *u, char *out, size_t outlen)
     snprintf(out, outlen, "http://%s%s%s:%u", v6 ? "[" : "", u->host, v6 ? "]" : "", u->port);
 }
 
-json_t *ptc_proxy_to_api(const ptc_proxy *p, bool has_cert)
+/* ,"key":"value" with value escaped. */
+static void put_str(ptc_buf *b, const char *key, const char *value)
 {
-    char url[300], created[32], updated[32];
+    ptc_buf_appendf(b, ",\"%s\":", key);
+    ptc_buf_append_json_str(b, value);
+}
+
+static void put_time(ptc_buf *b, const char *key, int64_t ms)
+{
+    char t[32];
+    ptc_time_format(ms, t, sizeof(t));
+    ptc_buf_appendf(b, ",\"%s\":\"%s\"", key, t);
+}
+
+void ptc_proxy_write_api(ptc_buf *b, const ptc_proxy *p, bool has_cert, const ptc_proxy_api_extras *x)
+{
+    const ptc_health_check *h = &p->health_check;
+    char url[300];
+
     format_upstream_url(&p->upstreams[0], url, sizeof(url));
-    ptc_time_format(p->created_at, created, sizeof(created));
-    ptc_time_format(p->updated_at, updated, sizeof(updated));
-    return json_pack("{s:s, s:s, s:s, s:b, s:s, s:I, s:s, s:o, s:b, s:b, s:b, s:b, s:b, s:b, s:I, s:o, s:s, s:s, "
-                     "s:s, s:s, s:I}",
-                     "droplet_name", p->name, "domain", p->domain, "path_prefix", p->path_prefix, "strip_prefix",
-                     p->strip_prefix, "upstream_host", p->upstreams[0].host, "upstream_port",
-                     (json_int_t)p->upstreams[0].port, "upstream", url, "upstreams", upstreams_json(p),
-                     "require_healthy", p->require_healthy, "enable_ssl", p->enable_ssl, "ssl_enabled",
-                     p->enable_ssl && has_cert, "websocket", p->websocket, "security_headers",
-                     p->security_headers, "dns", p->dns, "max_body_size", (json_int_t)p->max_body_size,
-                     "health_check", health_check_json(&p->health_check), "status", "active", "source",
-                     ptc_proxy_source_name(p->source), "created_at", created, "updated_at", updated, "revision",
-                     (json_int_t)p->revision);
+    ptc_buf_append_str(b, "{\"droplet_name\":");
+    ptc_buf_append_json_str(b, p->name);
+    put_str(b, "domain", p->domain);
+    put_str(b, "path_prefix", p->path_prefix);
+    ptc_buf_appendf(b, ",\"strip_prefix\":%s", p->strip_prefix ? "true" : "false");
+    put_str(b, "upstream_host", p->upstreams[0].host);
+    ptc_buf_appendf(b, ",\"upstream_port\":%u", p->upstreams[0].port);
+    put_str(b, "upstream", url);
+    ptc_buf_append_str(b, ",\"upstreams\":[");
+    for (size_t i = 0; i < p->n_upstreams; i++) {
+        ptc_buf_append_str(b, i ? ",{\"host\":" : "{\"host\":");
+        ptc_buf_append_json_str(b, p->upstreams[i].host);
+        ptc_buf_appendf(b, ",\"port\":%u,\"weight\":%u", p->upstreams[i].port, p->upstreams[i].weight);
+        if (x && x->upstream)
+            x->upstream(b, p, i, x->arg);
+        ptc_buf_append_str(b, "}");
+    }
+    ptc_buf_appendf(b,
+                    "],\"require_healthy\":%s,\"enable_ssl\":%s,\"ssl_enabled\":%s,\"websocket\":%s,"
+                    "\"security_headers\":%s,\"dns\":%s,\"max_body_size\":%llu,\"health_check\":{\"path\":",
+                    p->require_healthy ? "true" : "false", p->enable_ssl ? "true" : "false",
+                    p->enable_ssl && has_cert ? "true" : "false", p->websocket ? "true" : "false",
+                    p->security_headers ? "true" : "false", p->dns ? "true" : "false",
+                    (unsigned long long)p->max_body_size);
+    ptc_buf_append_json_str(b, h->path);
+    ptc_buf_appendf(b,
+                    ",\"interval_ms\":%u,\"timeout_ms\":%u,\"healthy_threshold\":%u,\"unhealthy_threshold\":%u},"
+                    "\"status\":\"active\",\"source\":\"%s\"",
+                    h->interval_ms, h->timeout_ms, h->healthy_threshold, h->unhealthy_threshold,
+                    ptc_proxy_source_name(p->source));
+    put_time(b, "created_at", p->created_at);
+    put_time(b, "updated_at", p->updated_at);
+    ptc_buf_appendf(b, ",\"revision\":%lld", (long long)p->revision);
+    if (x && x->proxy)
+        x->proxy(b, p, x->arg);
+    ptc_buf_append_str(b, "}");
 }
 
 bool ptc_proxy_spec_equal(const ptc_proxy *a, const ptc_proxy *b)

@@ -9,6 +9,8 @@
 #ifndef PTC_MODEL_PROXY_H
 #define PTC_MODEL_PROXY_H
 
+#include "core/buf.h"
+
 #include <jansson.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -81,10 +83,22 @@ ptc_proxy *ptc_proxy_from_request(const json_t *body, const char *name, const pt
 json_t *ptc_proxy_to_stored(const ptc_proxy *p);
 ptc_proxy *ptc_proxy_from_stored(const json_t *j);
 
-/* The API form: the spec plus droplet_name, upstream, upstream_host,
- * upstream_port, ssl_enabled (enable_ssl and a certificate present),
- * status, source, created_at, updated_at, revision. */
-json_t *ptc_proxy_to_api(const ptc_proxy *p, bool has_cert);
+/* Members an outer layer adds to the API form (the health checks' view):
+ * upstream() appends to upstream i's object, proxy() to the proxy's, each
+ * as ",\"key\":value" pairs.  Either may be NULL. */
+typedef struct ptc_proxy_api_extras {
+    void (*upstream)(ptc_buf *b, const ptc_proxy *p, size_t i, void *arg);
+    void (*proxy)(ptc_buf *b, const ptc_proxy *p, void *arg);
+    void *arg;
+} ptc_proxy_api_extras;
+
+/* Appends the API form as JSON text: the spec plus droplet_name, upstream,
+ * upstream_host, upstream_port, ssl_enabled (enable_ssl and a certificate
+ * present), status, source, created_at, updated_at, revision, and the
+ * extras (x may be NULL).  Written as text rather than built with jansson:
+ * listing 10,000 proxies would otherwise allocate half a million small
+ * objects. */
+void ptc_proxy_write_api(ptc_buf *b, const ptc_proxy *p, bool has_cert, const ptc_proxy_api_extras *x);
 
 /* True when a and b describe the same route (times, revision and source
  * aside): a PUT of an equal spec changes nothing. */

@@ -77,6 +77,26 @@ void ptc_dp_snapshot_discard(ptc_dp_snapshot *snap);
  * the workers. */
 uint64_t ptc_dataplane_publish(ptc_dataplane *dp, ptc_dp_snapshot *snap);
 
+/* Health hook (issue 5): records the verdict on the upstream address
+ * host:port (as the routes spell it) and makes it live at once, without a
+ * rebuild, in every snapshot that names it, now or later: workers send
+ * traffic only to healthy upstreams and answer 503 NO_HEALTHY_UPSTREAM
+ * when a route has none.  Addresses start healthy.  Returns 0, or -EINVAL
+ * for a host name too long to be one.  Thread-safe; never blocks on the
+ * workers. */
+int ptc_dp_upstream_set_healthy(const char *host, unsigned port, bool healthy);
+
+/* Passive health: after PTC_DP_PASSIVE_FAILURES failures in a row of one
+ * upstream address (refused, reset, timed out, or an invalid response),
+ * workers stop sending it traffic, as if the checks had found it
+ * unhealthy, and call fn(arg, host, port, reason) once, from the worker's
+ * thread; fn must return at once.  The address comes back only through
+ * ptc_dp_upstream_set_healthy.  fn NULL clears it; once a clearing call
+ * returns, the previous fn is not called any more.  Thread-safe. */
+#define PTC_DP_PASSIVE_FAILURES 3
+typedef void (*ptc_dp_passive_fn)(void *arg, const char *host, unsigned port, const char *reason);
+void ptc_dataplane_set_passive_listener(ptc_dataplane *dp, ptc_dp_passive_fn fn, void *arg);
+
 /* Stops accepting, lets requests in flight finish for at most drain_ms,
  * then closes everything and joins the workers. */
 void ptc_dataplane_stop(ptc_dataplane *dp, unsigned drain_ms);

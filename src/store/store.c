@@ -116,6 +116,21 @@ int ptc_store_audit_append_many(ptc_store *st, const ptc_audit_entry *e, size_t 
     LOCKED(st, st->ops->audit_append_many(st->backend, e, n));
 }
 
+int ptc_store_audit_begin(ptc_store *st, const ptc_audit_entry *e, int64_t *id)
+{
+    LOCKED(st, st->ops->audit_begin(st->backend, e, id));
+}
+
+int ptc_store_audit_finish(ptc_store *st, int64_t id, const char *result, const char *error_code, const char *detail)
+{
+    LOCKED(st, st->ops->audit_finish(st->backend, id, result, error_code, detail));
+}
+
+int ptc_store_audit_interrupted(ptc_store *st, int64_t *n)
+{
+    LOCKED(st, st->ops->audit_interrupted(st->backend, n));
+}
+
 int ptc_store_audit_list(ptc_store *st, int64_t since, size_t limit, ptc_audit_list *out)
 {
     LOCKED(st, st->ops->audit_list(st->backend, since, limit, out));

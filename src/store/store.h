@@ -94,6 +94,13 @@ int ptc_store_audit_append(ptc_store *st, const ptc_audit_entry *e);
  * costs one disk sync, not n). */
 int ptc_store_audit_append_many(ptc_store *st, const ptc_audit_entry *e, size_t n);
 /* Entries with ts >= since (ms), oldest first, at most limit. */
+/* An attempt that may not finish (the process can die half-way): begin
+ * writes e with result "in_progress" and sets *id; finish sets its result,
+ * error code and detail.  At start, ptc_store_audit_interrupted marks
+ * every row still in progress "interrupted" and counts them in *n. */
+int ptc_store_audit_begin(ptc_store *st, const ptc_audit_entry *e, int64_t *id);
+int ptc_store_audit_finish(ptc_store *st, int64_t id, const char *result, const char *error_code, const char *detail);
+int ptc_store_audit_interrupted(ptc_store *st, int64_t *n);
 int ptc_store_audit_list(ptc_store *st, int64_t since, size_t limit, ptc_audit_list *out);
 void ptc_audit_list_free(ptc_audit_list *l);
 

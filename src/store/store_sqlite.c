@@ -547,6 +547,44 @@ static int sqlite_audit_append(void *b, const ptc_audit_entry *e)
     return sqlite_audit_append_many(b, e, 1);
 }
 
+static int sqlite_audit_begin(void *b, const ptc_audit_entry *e, int64_t *id)
+{
+    sqlite_store *s = b;
+    ptc_audit_entry row = *e;
+    row.result = "in_progress";
+    int rc = sqlite_audit_append_many(b, &row, 1);
+    if (rc == 0)
+        *id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+static int sqlite_audit_finish(void *b, int64_t id, const char *result, const char *error_code, const char *detail)
+{
+    sqlite_store *s = b;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(s, "UPDATE audit SET result = ?, error_code = ?, detail = ? WHERE id = ?", &st);
+    if (rc == 0) {
+        bind_opt(st, 1, result);
+        bind_opt(st, 2, error_code);
+        bind_opt(st, 3, detail);
+        sqlite3_bind_int64(st, 4, id);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = db_error(s, "finish audit");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sqlite_audit_interrupted(void *b, int64_t *n)
+{
+    sqlite_store *s = b;
+    int rc = exec(s, "UPDATE audit SET result = 'interrupted', error_code = 'INTERRUPTED',"
+                     " detail = COALESCE(detail, '') || ' (portico stopped before the change completed)'"
+                     " WHERE result = 'in_progress'");
+    *n = rc == 0 ? sqlite3_changes(s->db) : 0;
+    return rc;
+}
+
 static int sqlite_audit_list(void *b, int64_t since, size_t limit, ptc_audit_list *out)
 {
     sqlite_store *s = b;
@@ -792,6 +830,9 @@ const ptc_store_ops ptc_store_sqlite_ops = {
     .cert_delete = sqlite_cert_delete,
     .audit_append = sqlite_audit_append,
     .audit_append_many = sqlite_audit_append_many,
+    .audit_begin = sqlite_audit_begin,
+    .audit_finish = sqlite_audit_finish,
+    .audit_interrupted = sqlite_audit_interrupted,
     .audit_list = sqlite_audit_list,
     .kv_get = sqlite_kv_get,
     .kv_set = sqlite_kv_set,

@@ -38,6 +38,13 @@ def site(p, domain):
     return nginx_dir(p) / "sites-available" / f"portico-{domain}.conf"
 
 
+def audit_row(p, correlation_id):
+    """The one audit row of the call the test made with this id."""
+    rows = [r for r in p.api("GET", "/audit").json if r["correlation_id"] == correlation_id]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
 def reload_script(tmp_path):
     """A reload command that fails, or kills its parent portico, while a
     flag file exists, and else reloads nginx."""
@@ -77,7 +84,8 @@ def test_change_nginx_rejects_is_rolled_back(portico, upstream):
 
     # An upstream nginx cannot resolve makes `nginx -t` fail.
     r = p.put_proxy("broken", proxy_body("web.example.test", 80, host="nonexistent.invalid",
-                                         path_prefix="/broken", require_healthy=False))
+                                         path_prefix="/broken", require_healthy=False),
+                    headers={"X-Request-ID": "nginx-rejects"})
     assert r.status == 500, r
     assert r.error_code == "NGINX_TEST_FAILED"
     out = r.json["error"]["details"]["nginx_output"]
@@ -86,6 +94,9 @@ def test_change_nginx_rejects_is_rolled_back(portico, upstream):
     assert p.api("GET", "/proxies/broken").status == 404
     assert p.get("web.example.test").json["upstream"] == "a"
     assert p.get("other.example.test").json["upstream"] == "b"
+    row = audit_row(p, "nginx-rejects")
+    assert (row["action"], row["result"], row["error_code"]) == ("proxy.put", "failure", "NGINX_TEST_FAILED")
+    assert row["droplet_name"] == "broken" and row["domain"] == "web.example.test"
 
     r = p.api("GET", "/proxy-manager/health")
     assert r.json["status"] == "degraded" and r.json["nginx"]["config_test_ok"] is False
@@ -103,7 +114,7 @@ def test_failing_reload_is_rolled_back(portico, upstream, tmp_path):
     before = snapshot(p)
 
     (tmp_path / "fail-reload").touch()
-    r = p.put_proxy("web", proxy_body("web.example.test", b.port))
+    r = p.put_proxy("web", proxy_body("web.example.test", b.port), headers={"X-Request-ID": "reload-fails"})
     assert r.status == 500, r
     assert r.error_code == "NGINX_RELOAD_FAILED"
     details = r.json["error"]["details"]
@@ -112,6 +123,8 @@ def test_failing_reload_is_rolled_back(portico, upstream, tmp_path):
     assert snapshot(p) == before
     assert p.get("web.example.test").json["upstream"] == "a"
     assert p.api("GET", "/proxies/web").json["upstream_port"] == a.port
+    row = audit_row(p, "reload-fails")
+    assert (row["result"], row["error_code"]) == ("failure", "NGINX_RELOAD_FAILED")
 
     (tmp_path / "fail-reload").unlink()
     assert p.put_proxy("web", proxy_body("web.example.test", b.port)).status == 200
@@ -126,11 +139,12 @@ def test_backups_on_every_change_and_pruned_by_age(portico, upstream):
     assert r.status == 201 and r.json["apply"]["backups"] == []  # a new file replaces nothing
 
     made = []
-    for port in (b.port, a.port, b.port):
-        r = p.put_proxy("web", proxy_body("web.example.test", port))
+    for i, port in enumerate((b.port, a.port, b.port)):
+        r = p.put_proxy("web", proxy_body("web.example.test", port), headers={"X-Request-ID": f"backup-{i}"})
         assert r.status == 200, r
         assert len(r.json["apply"]["backups"]) == 1
         made += r.json["apply"]["backups"]
+        assert audit_row(p, f"backup-{i}")["result"] == "success"
     assert sorted(str(f) for f in backups.iterdir()) == sorted(made)
     # Each backup holds the file as it was before its change.
     assert f":{a.port} " in open(made[0]).read()
@@ -159,7 +173,7 @@ def test_kill_9_between_write_and_reload(portico, upstream, tmp_path, managed_ng
     # neither reloaded nor the store committed.
     (tmp_path / "kill-portico").touch()
     with pytest.raises((ConnectionError, http.client.HTTPException)):
-        p.put_proxy("web", proxy_body("web.example.test", b.port))
+        p.put_proxy("web", proxy_body("web.example.test", b.port), headers={"X-Request-ID": "killed-mid-apply"})
     assert p.proc.wait(timeout=30) == -signal.SIGKILL
     p.proc = None
     p.log.close()
@@ -174,6 +188,9 @@ def test_kill_9_between_write_and_reload(portico, upstream, tmp_path, managed_ng
     health = p.api("GET", "/proxy-manager/health").json
     assert health["nginx"]["master_pid"] == master  # the running nginx was taken back
     assert health["status"] == "healthy", health
+    # The attempt the kill cut short is in the audit trail, as such.
+    row = audit_row(p, "killed-mid-apply")
+    assert (row["action"], row["result"], row["error_code"]) == ("proxy.put", "interrupted", "INTERRUPTED")
     repairs = [r for r in p.log_records() if r.get("msg") == "repaired nginx file"]
     assert any(r["reason"] == "edited" and r["file"].endswith("portico-web.example.test.conf") for r in repairs)
 
@@ -212,3 +229,25 @@ def test_hand_edits_are_repaired_at_start(portico, upstream):
     assert any("# edited by hand" in s for s in saved)
     assert p.get("web.example.test").json["upstream"] == "a"
     assert p.get("api.example.test").json["upstream"] == "b"
+
+
+def test_unhealthy_upstream_changes_nothing(portico, upstream):
+    p = portico(engine="nginx")
+    a, dead = upstream("a"), upstream("dead")
+    assert p.put_proxy("web", proxy_body("web.example.test", a.port)).status == 201
+    before = snapshot(p)
+    backups = sorted(os.listdir(nginx_dir(p) / "backups"))
+    revisions = p.api("GET", "/revisions").json
+    dead.healthy = False
+    r = p.put_proxy("web", proxy_body("web.example.test", dead.port), headers={"X-Request-ID": "gated"})
+    assert r.status == 503 and r.error_code == "UPSTREAM_UNHEALTHY"
+    r = p.put_proxy("new", proxy_body("new.example.test", dead.port), headers={"X-Request-ID": "gated-new"})
+    assert r.status == 503
+    assert snapshot(p) == before
+    assert sorted(os.listdir(nginx_dir(p) / "backups")) == backups
+    assert p.api("GET", "/revisions").json == revisions
+    assert p.api("GET", "/proxies/web").json["upstream_port"] == a.port
+    assert p.get("web.example.test").json["upstream"] == "a"
+    for cid in ("gated", "gated-new"):
+        row = audit_row(p, cid)
+        assert (row["result"], row["error_code"]) == ("failure", "UPSTREAM_UNHEALTHY")

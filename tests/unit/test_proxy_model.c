@@ -77,10 +77,18 @@ static void test_upstreams_and_prefix(void)
         CHECK_STR(p->upstreams[2].host, "app.internal");
         CHECK_STR(p->health_check.path, "/ready");
         CHECK_INT(p->health_check.interval_ms, 250);
-        json_t *api = ptc_proxy_to_api(p, false);
+        ptc_buf b = PTC_BUF_INIT;
+        ptc_proxy_write_api(&b, p, false, NULL);
+        json_t *api = json_loadb(b.data, b.len, 0, NULL);
+        CHECK(api != NULL);
         CHECK_STR(json_string_value(json_object_get(api, "upstream")), "http://10.0.0.5:8001");
         CHECK_STR(json_string_value(json_object_get(api, "droplet_name")), "multi");
+        CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(api, "upstreams"), 1), "host")),
+                  "::1");
+        CHECK_INT(json_integer_value(json_object_get(json_object_get(api, "health_check"), "interval_ms")), 250);
+        CHECK(json_is_false(json_object_get(api, "ssl_enabled")));
         json_decref(api);
+        ptc_buf_free(&b);
     }
     ptc_proxy_release(p);
     json_decref(errors);

@@ -1,0 +1,494 @@
+/* Snapshot building, lookup and lifetime; the health cells and the route
+ * name registry (see snapshot.h). */
+#include "proxy/snapshot.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/sock.h"
+#include "tls/tls.h"
+
+#define MAX_NAME 253
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+#define FNV0 1469598103934665603ull
+
+/* ------------------------------------------------------------ registries */
+
+/* A string-keyed registry with stable indices; entries are never removed,
+ * so a name keeps its index for the life of the process. */
+typedef struct registry {
+    pthread_mutex_t lock;
+    char **names;
+    uint32_t *lens;
+    void **values;
+    uint32_t n, cap;
+    uint32_t *tab; /* index + 1 */
+    uint32_t mask;
+} registry;
+
+static registry g_stats = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Caller holds r->lock. */
+static uint32_t *reg_slot(registry *r, const char *name, size_t len)
+{
+    for (uint64_t i = fnv(FNV0, name, len);; i++) {
+        uint32_t *s = &r->tab[i & r->mask];
+        if (*s == 0 || (r->lens[*s - 1] == len && memcmp(r->names[*s - 1], name, len) == 0))
+            return s;
+    }
+}
+
+/* Caller holds r->lock.  Returns the index of name, adding it when new. */
+static uint32_t reg_intern(registry *r, const char *name, size_t len, bool *added)
+{
+    if (r->tab == NULL || (r->n + 1) * 2 > r->mask + 1) {
+        uint32_t cap = r->tab ? (r->mask + 1) * 2 : 1024;
+        free(r->tab);
+        r->tab = ptc_xcalloc(cap, sizeof(uint32_t));
+        r->mask = cap - 1;
+        for (uint32_t i = 0; i < r->n; i++)
+            *reg_slot(r, r->names[i], r->lens[i]) = i + 1;
+    }
+    uint32_t *s = reg_slot(r, name, len);
+    *added = *s == 0;
+    if (*s == 0) {
+        if (r->n == r->cap) {
+            r->cap = r->cap ? r->cap * 2 : 256;
+            r->names = ptc_xrealloc(r->names, r->cap * sizeof(char *));
+            r->lens = ptc_xrealloc(r->lens, r->cap * sizeof(uint32_t));
+            r->values = ptc_xrealloc(r->values, r->cap * sizeof(void *));
+        }
+        r->names[r->n] = ptc_xstrndup(name, len);
+        r->lens[r->n] = (uint32_t)len;
+        r->values[r->n] = NULL;
+        *s = ++r->n;
+    }
+    return *s - 1;
+}
+
+uint32_t ptc_snap_stat_count(void)
+{
+    pthread_mutex_lock(&g_stats.lock);
+    uint32_t n = g_stats.n;
+    pthread_mutex_unlock(&g_stats.lock);
+    return n;
+}
+
+const char *ptc_snap_stat_name(uint32_t idx)
+{
+    pthread_mutex_lock(&g_stats.lock);
+    const char *name = idx < g_stats.n ? g_stats.names[idx] : "";
+    pthread_mutex_unlock(&g_stats.lock);
+    return name;
+}
+
+/* Health cells live in a registry of "host:port" keys too, made by the
+ * first snapshot that names the address or the first verdict about it,
+ * whichever comes first, and never freed: a verdict outlives the
+ * snapshots (the checker, not the routes, owns it), and workers read
+ * cells without any lock. */
+struct ptc_health_cell {
+    atomic_bool healthy;
+    atomic_uint failures; /* in a row, across workers */
+};
+
+static registry g_health = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+bool ptc_snap_upstream_healthy(const ptc_snap_upstream *u)
+{
+    return atomic_load_explicit(&u->health->healthy, memory_order_relaxed);
+}
+
+bool ptc_snap_upstream_failed(const ptc_snap_upstream *u)
+{
+    ptc_health_cell *c = u->health;
+    unsigned n = atomic_fetch_add_explicit(&c->failures, 1, memory_order_relaxed) + 1;
+    if (n < PTC_DP_PASSIVE_FAILURES)
+        return false;
+    /* Only the worker that turns it from healthy to not reports it. */
+    bool was = true;
+    return atomic_compare_exchange_strong(&c->healthy, &was, false);
+}
+
+void ptc_snap_upstream_succeeded(const ptc_snap_upstream *u)
+{
+    ptc_health_cell *c = u->health;
+    if (atomic_load_explicit(&c->failures, memory_order_relaxed) != 0)
+        atomic_store_explicit(&c->failures, 0, memory_order_relaxed);
+}
+
+/* The cell for key, made healthy when new.  Caller holds g_health.lock. */
+static ptc_health_cell *health_cell(const char *key, size_t len)
+{
+    bool added;
+    uint32_t idx = reg_intern(&g_health, key, len, &added);
+    ptc_health_cell *c = g_health.values[idx];
+    if (c == NULL) {
+        c = ptc_xcalloc(1, sizeof(*c));
+        atomic_init(&c->healthy, true);
+        atomic_init(&c->failures, 0);
+        g_health.values[idx] = c;
+    }
+    return c;
+}
+
+int ptc_dp_upstream_set_healthy(const char *host, unsigned port, bool healthy)
+{
+    char key[MAX_NAME + 16];
+    int len = snprintf(key, sizeof(key), "%s:%u", host, port);
+    if (len < 0 || (size_t)len >= sizeof(key))
+        return -EINVAL;
+    pthread_mutex_lock(&g_health.lock);
+    ptc_health_cell *c = health_cell(key, (size_t)len);
+    atomic_store_explicit(&c->failures, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->healthy, healthy, memory_order_relaxed);
+    pthread_mutex_unlock(&g_health.lock);
+    return 0;
+}
+
+/* -------------------------------------------------------------- building */
+
+typedef struct snap_cert_slot {
+    const char *name; /* exact name, or a wildcard's suffix */
+    uint32_t len;
+    bool wildcard;
+    uint32_t ctx; /* index into ctxs */
+} snap_cert_slot;
+
+static bool valid_domain_n(const char *d, size_t n)
+{
+    if (n == 0 || n > MAX_NAME)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = d[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+              (c == '*' && i == 0 && d[1] == '.')))
+            return false;
+    }
+    return d[n - 1] != '.';
+}
+
+static bool valid_domain(const char *d)
+{
+    return valid_domain_n(d, strlen(d));
+}
+
+static snap_cert_slot *cert_slot(const ptc_dp_snapshot *s, const char *name, size_t len, bool wildcard)
+{
+    for (uint64_t i = fnv(FNV0 + wildcard, name, len);; i++) {
+        snap_cert_slot *slot = &s->cert_tab[i & s->cert_mask];
+        if (slot->name == NULL ||
+            (slot->wildcard == wildcard && slot->len == len && memcmp(slot->name, name, len) == 0))
+            return slot;
+    }
+}
+
+/* A per-build cache of resolved names, so that 10,000 routes to one
+ * upstream host ask the resolver once. */
+typedef struct resolved {
+    const char *host;
+    int rc;
+    ptc_sockaddr addr;
+    char err[160];
+} resolved;
+
+static size_t str_size(const char *s)
+{
+    return s ? strlen(s) + 1 : 1;
+}
+
+static char *put_str(char **arena, const char *s)
+{
+    char *at = *arena;
+    size_t n = str_size(s);
+    memcpy(at, s ? s : "", n);
+    *arena += n;
+    return at;
+}
+
+/* s[0..len) and a NUL. */
+static char *put_strn(char **arena, const char *s, size_t len)
+{
+    char *at = *arena;
+    memcpy(at, s, len);
+    at[len] = '\0';
+    *arena += len + 1;
+    return at;
+}
+
+/* The lengths of a route's strings, measured once per build. */
+typedef struct route_lens {
+    uint32_t name, domain, prefix;
+} route_lens;
+
+static void snapshot_free(ptc_dp_snapshot *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->n_ctxs; i++)
+        ptc_tls_cert_ctx_release(s->ctxs[i]);
+    ptc_router_free(s->router);
+    free(s->ctxs);
+    free(s->cert_tab);
+    free(s->routes);
+    free(s->upstreams);
+    free(s->strings);
+    free(s);
+}
+
+void ptc_dp_snapshot_discard(ptc_dp_snapshot *snap)
+{
+    snapshot_free(snap);
+}
+
+void ptc_snap_retain(ptc_dp_snapshot *snap)
+{
+    atomic_fetch_add_explicit(&snap->refs, 1, memory_order_relaxed);
+}
+
+void ptc_snap_release(ptc_dp_snapshot *snap)
+{
+    if (snap != NULL && atomic_fetch_sub_explicit(&snap->refs, 1, memory_order_acq_rel) == 1)
+        snapshot_free(snap);
+}
+
+static void set_port(ptc_sockaddr *a, unsigned port)
+{
+    if (a->ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a->ss)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons((uint16_t)port);
+}
+
+/* Writes "host:port" and a NUL at out; returns the bytes used. */
+static size_t put_label(char *out, const char *host, unsigned port)
+{
+    size_t n = strlen(host);
+    char digits[8];
+    int d = 0;
+    memcpy(out, host, n);
+    out[n++] = ':';
+    do {
+        digits[d++] = (char)('0' + port % 10);
+        port /= 10;
+    } while (port);
+    while (d > 0)
+        out[n++] = digits[--d];
+    out[n++] = '\0';
+    return n;
+}
+
+static int resolve_all(ptc_dp_snapshot *s, const ptc_dp_route *routes, size_t n_routes, char *err,
+                       size_t errlen)
+{
+    resolved *cache = NULL;
+    size_t n_cache = 0, cap = 0;
+    int rc = 0;
+    size_t u = 0;
+    const char *prev_host = NULL; /* most routes share a few upstream hosts */
+    ptc_sockaddr prev = {0};
+
+    for (size_t i = 0; i < n_routes; i++) {
+        for (size_t j = 0; j < routes[i].n_upstreams; j++, u++) {
+            const ptc_dp_upstream *in = &routes[i].upstreams[j];
+            ptc_snap_upstream *out = &s->upstreams[u];
+            ptc_sockaddr a;
+            if (in->host == NULL || in->port == 0 || in->port > 65535) {
+                snprintf(err, errlen, "route %s: bad upstream", routes[i].name);
+                rc = -EINVAL;
+                goto out;
+            }
+            if (prev_host != NULL && strcmp(prev_host, in->host) == 0) {
+                a = prev;
+                set_port(&a, in->port);
+            } else if (ptc_sock_addr_from_ip(in->host, in->port, &a) < 0 || in->host[0] == '\0') {
+                resolved *r = NULL;
+                for (size_t k = 0; k < n_cache && r == NULL; k++)
+                    if (strcmp(cache[k].host, in->host) == 0)
+                        r = &cache[k];
+                if (r == NULL) {
+                    if (n_cache == cap) {
+                        cap = cap ? cap * 2 : 8;
+                        cache = ptc_xrealloc(cache, cap * sizeof(*cache));
+                    }
+                    r = &cache[n_cache++];
+                    r->host = in->host;
+                    r->rc = ptc_sock_resolve(in->host, in->port, &r->addr, r->err, sizeof(r->err));
+                }
+                if (r->rc < 0) {
+                    snprintf(err, errlen, "route %s: %s", routes[i].name, r->err);
+                    rc = r->rc;
+                    goto out;
+                }
+                a = r->addr;
+                set_port(&a, in->port);
+            }
+            prev_host = in->host;
+            prev = a;
+            memcpy(&out->addr, &a.ss, a.len);
+            out->addr_len = a.len;
+            out->addr_hash = fnv(FNV0, &a.ss, a.len);
+            out->weight = in->weight ? in->weight : 1;
+        }
+    }
+out:
+    free(cache);
+    return rc;
+}
+
+static void attach_health(ptc_dp_snapshot *s)
+{
+    pthread_mutex_lock(&g_health.lock);
+    for (size_t i = 0; i < s->n_upstreams; i++)
+        s->upstreams[i].health = health_cell(s->upstreams[i].label, strlen(s->upstreams[i].label));
+    pthread_mutex_unlock(&g_health.lock);
+}
+
+static int add_certs(ptc_dp_snapshot *s, const ptc_dp_cert *certs, size_t n_certs, char **arena, char *err,
+                     size_t errlen)
+{
+    uint32_t cap = 16;
+    while (cap < 2 * n_certs + 2)
+        cap *= 2;
+    s->cert_tab = ptc_xcalloc(cap, sizeof(snap_cert_slot));
+    s->cert_mask = cap - 1;
+    s->ctxs = ptc_xcalloc(n_certs ? n_certs : 1, sizeof(SSL_CTX *));
+    for (size_t i = 0; i < n_certs; i++) {
+        const char *d = certs[i].domain;
+        char what[300];
+        if (d == NULL || !valid_domain(d) || certs[i].cert_pem == NULL || certs[i].key_pem == NULL) {
+            snprintf(err, errlen, "certificate %zu: bad domain, certificate or key", i);
+            return -EINVAL;
+        }
+        SSL_CTX *ctx = ptc_tls_cert_ctx_get(certs[i].cert_pem, certs[i].key_pem, what, sizeof(what));
+        if (ctx == NULL) {
+            snprintf(err, errlen, "certificate for %s: %s", d, what);
+            return -EINVAL;
+        }
+        s->ctxs[s->n_ctxs++] = ctx;
+        bool wildcard = d[0] == '*';
+        const char *name = put_str(arena, wildcard ? d + 2 : d);
+        snap_cert_slot *slot = cert_slot(s, name, strlen(name), wildcard);
+        if (slot->name == NULL) /* the first certificate named for a domain wins */
+            *slot = (snap_cert_slot){name, (uint32_t)strlen(name), wildcard, (uint32_t)(s->n_ctxs - 1)};
+    }
+    return 0;
+}
+
+ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_route *routes, size_t n_routes, const ptc_dp_cert *certs,
+                                       size_t n_certs, char *err, size_t errlen)
+{
+    ptc_dp_snapshot *s = ptc_xcalloc(1, sizeof(*s));
+    ptc_router_entry *entries = NULL;
+    route_lens *lens = ptc_xmalloc((n_routes ? n_routes : 1) * sizeof(route_lens));
+    size_t bytes = 0, n_up = 0;
+    atomic_init(&s->refs, 1);
+
+    for (size_t i = 0; i < n_routes; i++) {
+        const ptc_dp_route *r = &routes[i];
+        if (r->name == NULL || r->domain == NULL || r->path_prefix == NULL) {
+            snprintf(err, errlen, "route %zu: no name, domain or path prefix", i);
+            goto fail;
+        }
+        lens[i] = (route_lens){(uint32_t)strlen(r->name), (uint32_t)strlen(r->domain),
+                               (uint32_t)strlen(r->path_prefix)};
+        if (!valid_domain_n(r->domain, lens[i].domain) || r->path_prefix[0] != '/' ||
+            (r->n_upstreams > 0 && r->upstreams == NULL)) {
+            snprintf(err, errlen, "route %zu (%s): bad domain or path prefix", i, r->name);
+            goto fail;
+        }
+        bytes += (size_t)lens[i].name + lens[i].domain + lens[i].prefix + 3;
+        for (size_t j = 0; j < r->n_upstreams; j++)
+            bytes += strlen(r->upstreams[j].host ? r->upstreams[j].host : "") + 8;
+        n_up += r->n_upstreams;
+    }
+    for (size_t i = 0; i < n_certs; i++)
+        bytes += str_size(certs[i].domain);
+    s->strings = ptc_xmalloc(bytes + 1);
+    char *arena = s->strings;
+    s->routes = ptc_xcalloc(n_routes ? n_routes : 1, sizeof(ptc_snap_route));
+    s->upstreams = ptc_xcalloc(n_up ? n_up : 1, sizeof(ptc_snap_upstream));
+    s->n_routes = n_routes;
+    s->n_upstreams = n_up;
+    if (resolve_all(s, routes, n_routes, err, errlen) < 0)
+        goto fail;
+
+    entries = ptc_xcalloc(n_routes ? n_routes : 1, sizeof(*entries));
+    pthread_mutex_lock(&g_stats.lock);
+    size_t u = 0;
+    for (size_t i = 0; i < n_routes; i++) {
+        const ptc_dp_route *in = &routes[i];
+        ptc_snap_route *out = &s->routes[i];
+        bool added;
+        out->name = put_strn(&arena, in->name, lens[i].name);
+        out->domain = put_strn(&arena, in->domain, lens[i].domain);
+        out->path_prefix = put_strn(&arena, in->path_prefix, lens[i].prefix);
+        out->strip_prefix = in->strip_prefix;
+        out->websocket = in->websocket;
+        out->security_headers = in->security_headers;
+        out->https_only = in->https_only;
+        out->max_body_size = in->max_body_size;
+        out->upstreams = &s->upstreams[u];
+        out->n_upstreams = (uint32_t)in->n_upstreams;
+        out->stat_idx = reg_intern(&g_stats, out->name, lens[i].name, &added);
+        if (out->stat_idx + 1 > s->stat_limit)
+            s->stat_limit = out->stat_idx + 1;
+        for (size_t j = 0; j < in->n_upstreams; j++, u++) {
+            s->upstreams[u].label = arena;
+            arena += put_label(arena, in->upstreams[j].host, in->upstreams[j].port);
+        }
+        entries[i] = (ptc_router_entry){out->domain, out->path_prefix, (int)i};
+    }
+    pthread_mutex_unlock(&g_stats.lock);
+    attach_health(s);
+    s->router = ptc_router_build(entries, n_routes);
+    if (add_certs(s, certs, n_certs, &arena, err, errlen) < 0)
+        goto fail;
+    free(entries);
+    free(lens);
+    return s;
+fail:
+    free(entries);
+    free(lens);
+    snapshot_free(s);
+    return NULL;
+}
+
+const ptc_snap_route *ptc_snap_route_match(const ptc_dp_snapshot *snap, ptc_str host, ptc_str path,
+                                           size_t *prefix_len)
+{
+    int id = ptc_router_match(snap->router, host, path, prefix_len);
+    return id < 0 ? NULL : &snap->routes[id];
+}
+
+SSL_CTX *ptc_snap_cert_pick(const ptc_dp_snapshot *snap, const char *servername)
+{
+    char key[MAX_NAME + 2];
+    if (servername == NULL || snap->n_ctxs == 0)
+        return NULL;
+    long len = ptc_router_host_key(servername, strlen(servername), key, sizeof(key));
+    if (len <= 0)
+        return NULL;
+    snap_cert_slot *slot = cert_slot(snap, key, (size_t)len, false);
+    if (slot->name != NULL)
+        return snap->ctxs[slot->ctx];
+    const char *dot = memchr(key, '.', (size_t)len);
+    if (dot == NULL || dot == key)
+        return NULL;
+    slot = cert_slot(snap, dot + 1, (size_t)(key + len - dot - 1), true);
+    return slot->name != NULL ? snap->ctxs[slot->ctx] : NULL;
+}
