@@ -37,6 +37,16 @@
 
 #define LISTEN_BACKLOG 4096
 #define MAX_CIDRS 256
+#define CHALLENGES_MAX 64
+#define CHALLENGE_TOKEN_MAX 256
+#define CHALLENGE_ANSWER_MAX 1024
+
+/* An HTTP-01 answer: a handful exist at a time, for the seconds an
+ * issuance takes, so a locked array is all it needs; workers take the lock
+ * only for requests under /.well-known/acme-challenge/ while one is set. */
+typedef struct challenge {
+    char *token, *answer;
+} challenge;
 
 typedef struct cidr {
     int family;
@@ -69,6 +79,10 @@ struct ptc_dataplane {
     pthread_mutex_t passive_lock;
     ptc_dp_passive_fn passive_fn;
     void *passive_arg;
+
+    pthread_mutex_t challenge_lock;
+    challenge challenges[CHALLENGES_MAX];
+    atomic_uint n_challenges; /* read without the lock: 0 skips the lookup */
 };
 
 /* ------------------------------------------------------ for the workers */
@@ -153,6 +167,83 @@ void ptc_dataplane_passive_down(ptc_dataplane *dp, const char *label, const char
     if (dp->passive_fn != NULL)
         dp->passive_fn(dp->passive_arg, host, port, reason);
     pthread_mutex_unlock(&dp->passive_lock);
+}
+
+bool ptc_dataplane_challenge(ptc_dataplane *dp, ptc_str token, ptc_buf *out)
+{
+    bool found = false;
+    if (atomic_load_explicit(&dp->n_challenges, memory_order_acquire) == 0)
+        return false;
+    pthread_mutex_lock(&dp->challenge_lock);
+    for (size_t i = 0; i < CHALLENGES_MAX && !found; i++) {
+        const challenge *ch = &dp->challenges[i];
+        if (ch->token && strlen(ch->token) == token.len && memcmp(ch->token, token.p, token.len) == 0) {
+            ptc_buf_append_str(out, ch->answer);
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&dp->challenge_lock);
+    return found;
+}
+
+static bool challenge_chars_ok(const char *s, size_t max, bool token)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool b64url = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '_';
+        if (token ? !b64url : (c <= 0x20 || c >= 0x7f))
+            return false;
+    }
+    return true;
+}
+
+int ptc_dataplane_set_challenge(ptc_dataplane *dp, const char *token, const char *key_authorization)
+{
+    int rc = -ENOSPC;
+    if (!challenge_chars_ok(token, CHALLENGE_TOKEN_MAX, true) ||
+        !challenge_chars_ok(key_authorization, CHALLENGE_ANSWER_MAX, false))
+        return -EINVAL;
+    pthread_mutex_lock(&dp->challenge_lock);
+    challenge *free_slot = NULL;
+    for (size_t i = 0; i < CHALLENGES_MAX; i++) {
+        challenge *ch = &dp->challenges[i];
+        if (ch->token && strcmp(ch->token, token) == 0) {
+            free(ch->answer);
+            ch->answer = ptc_xstrdup(key_authorization);
+            rc = 0;
+            goto out;
+        }
+        if (ch->token == NULL && free_slot == NULL)
+            free_slot = ch;
+    }
+    if (free_slot) {
+        free_slot->token = ptc_xstrdup(token);
+        free_slot->answer = ptc_xstrdup(key_authorization);
+        atomic_fetch_add_explicit(&dp->n_challenges, 1, memory_order_release);
+        rc = 0;
+    }
+out:
+    pthread_mutex_unlock(&dp->challenge_lock);
+    return rc;
+}
+
+void ptc_dataplane_clear_challenge(ptc_dataplane *dp, const char *token)
+{
+    pthread_mutex_lock(&dp->challenge_lock);
+    for (size_t i = 0; i < CHALLENGES_MAX; i++) {
+        challenge *ch = &dp->challenges[i];
+        if (ch->token && strcmp(ch->token, token) == 0) {
+            free(ch->token);
+            free(ch->answer);
+            ch->token = ch->answer = NULL;
+            atomic_fetch_sub_explicit(&dp->n_challenges, 1, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&dp->challenge_lock);
 }
 
 void ptc_dataplane_log_write(ptc_dataplane *dp, ptc_buf *lines)
@@ -285,6 +376,7 @@ ptc_dataplane *ptc_dataplane_create(const ptc_dp_config *cfg, char *err, size_t 
     ptc_dataplane *dp = ptc_xcalloc(1, sizeof(*dp));
     pthread_mutex_init(&dp->snap_lock, NULL);
     pthread_mutex_init(&dp->passive_lock, NULL);
+    pthread_mutex_init(&dp->challenge_lock, NULL);
     dp->log_fd = -1;
     config_copy(dp, cfg);
     /* A peer that vanishes makes write() raise SIGPIPE; the data plane
@@ -395,6 +487,10 @@ void ptc_dataplane_destroy(ptc_dataplane *dp)
         ptc_worker_destroy(dp->workers[i]);
     free(dp->workers);
     ptc_snap_release(dp->live);
+    for (size_t i = 0; i < CHALLENGES_MAX; i++) {
+        free(dp->challenges[i].token);
+        free(dp->challenges[i].answer);
+    }
     SSL_CTX_free(dp->tls);
     if (dp->log_owned)
         close(dp->log_fd);
@@ -402,6 +498,7 @@ void ptc_dataplane_destroy(ptc_dataplane *dp)
         free(dp->strings[i]);
     pthread_mutex_destroy(&dp->snap_lock);
     pthread_mutex_destroy(&dp->passive_lock);
+    pthread_mutex_destroy(&dp->challenge_lock);
     free(dp);
 }
 

@@ -97,6 +97,16 @@ int ptc_dp_upstream_set_healthy(const char *host, unsigned port, bool healthy);
 typedef void (*ptc_dp_passive_fn)(void *arg, const char *host, unsigned port, const char *reason);
 void ptc_dataplane_set_passive_listener(ptc_dataplane *dp, ptc_dp_passive_fn fn, void *arg);
 
+/* HTTP-01 (RFC 8555 §8.3): until cleared, GET (or HEAD)
+ * /.well-known/acme-challenge/<token> on the plain-HTTP listener answers
+ * 200 text/plain key_authorization, for any Host, before routing and before
+ * the HTTPS redirect.  Both copy what they need and are safe to call from
+ * any thread while the workers serve.  Returns 0, -EINVAL for a token that
+ * is not 1-256 base64url characters or an answer that is not 1-1024
+ * printable characters, or -ENOSPC when 64 challenges are already set. */
+int ptc_dataplane_set_challenge(ptc_dataplane *dp, const char *token, const char *key_authorization);
+void ptc_dataplane_clear_challenge(ptc_dataplane *dp, const char *token);
+
 /* Stops accepting, lets requests in flight finish for at most drain_ms,
  * then closes everything and joins the workers. */
 void ptc_dataplane_stop(ptc_dataplane *dp, unsigned drain_ms);

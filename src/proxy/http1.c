@@ -242,6 +242,35 @@ static void own_answer(ptc_client *c, int status, const char *code, const char *
     c->last_write = now_ms(c);
 }
 
+/* The HTTP-01 answer for token, when the control plane set one: 200
+ * text/plain.  Returns false (nothing queued) when there is none. */
+static bool challenge_answer(ptc_client *c, ptc_str token, bool head, bool close)
+{
+    ptc_worker *w = c->w;
+    ptc_exchange *x = c->x;
+    ptc_buf answer = PTC_BUF_INIT;
+    if (!ptc_dataplane_challenge(w->dp, token, &answer))
+        return false;
+    x->status = 200;
+    x->close_client = close || !x->keep_alive || c->closing;
+    x->uq.n = 0;
+    ptc_buf_reset(&x->resp_head);
+    ptc_buf_appendf(&x->resp_head,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nDate: %s\r\n"
+                    "X-Request-ID: %.*s\r\nCache-Control: no-store\r\n%s\r\n",
+                    answer.len, ptc_worker_date(w), (int)x->id_len, x->id,
+                    x->close_client ? "Connection: close\r\n"
+                    : x->http10     ? "Connection: keep-alive\r\n"
+                                    : "");
+    if (!head)
+        ptc_buf_append(&x->resp_head, answer.data, answer.len);
+    ptc_buf_free(&answer);
+    ptc_outq_push(&x->cq, x->resp_head.data, x->resp_head.len);
+    c->state = PTC_CS_OWN;
+    c->last_write = now_ms(c);
+    return true;
+}
+
 static const char *error_code(int status)
 {
     switch (status) {
@@ -477,6 +506,16 @@ static void start_request(ptc_client *c, size_t head_len)
         }
         path = ptc_str_make(w->path, (size_t)n);
     }
+    /* HTTP-01 on the plain listener, for any Host, before routing and the
+     * HTTPS redirect: the CA asks for it by name before any route exists. */
+    static const char acme_prefix[] = "/.well-known/acme-challenge/";
+    if (!c->tls && path.len > sizeof(acme_prefix) - 1 && path.p[1] == '.' &&
+        memcmp(path.p, acme_prefix, sizeof(acme_prefix) - 1) == 0 &&
+        (req->method == PTC_HTTP_GET || req->method == PTC_HTTP_HEAD) &&
+        challenge_answer(c,
+                         ptc_str_make(path.p + sizeof(acme_prefix) - 1, path.len - (sizeof(acme_prefix) - 1)),
+                         req->method == PTC_HTTP_HEAD, has_body))
+        return;
     size_t plen = 0;
     const ptc_snap_route *route =
         ptc_snap_route_match(x->held->snap, ptc_str_make(host, strlen(host)), path, &plen);

@@ -386,6 +386,8 @@ bool ptc_dataplane_trusted(ptc_dataplane *dp, const ptc_sockaddr *peer);
 unsigned ptc_dataplane_drain_ms(ptc_dataplane *dp);
 /* Reports an upstream that passive health just ejected (worker thread). */
 void ptc_dataplane_passive_down(ptc_dataplane *dp, const char *label, const char *reason);
+/* The HTTP-01 answer for token (appended to out), if one is set. */
+bool ptc_dataplane_challenge(ptc_dataplane *dp, ptc_str token, ptc_buf *out);
 /* Writes a worker's buffered access-log lines (one write). */
 void ptc_dataplane_log_write(ptc_dataplane *dp, ptc_buf *lines);
 
