@@ -122,6 +122,19 @@ static json_t *builtin_status(ptc_engine *e, ptc_health_level *level)
                      ptc_settings_get(e->settings, PTC_SET_HTTPS_LISTEN));
 }
 
+/* HTTP-01 from memory: the data plane answers the challenge itself. */
+static int builtin_set_challenge(ptc_engine *e, const char *token, const char *key_authorization)
+{
+    builtin *b = e->impl;
+    return ptc_dataplane_set_challenge(b->dp, token, key_authorization);
+}
+
+static void builtin_clear_challenge(ptc_engine *e, const char *token)
+{
+    builtin *b = e->impl;
+    ptc_dataplane_clear_challenge(b->dp, token);
+}
+
 static void builtin_metrics(ptc_engine *e, ptc_buf *out)
 {
     builtin *b = e->impl;
@@ -157,6 +170,8 @@ static const ptc_engine_ops builtin_ops = {
     .start = builtin_start,
     .apply = builtin_apply,
     .status = builtin_status,
+    .set_challenge = builtin_set_challenge,
+    .clear_challenge = builtin_clear_challenge,
     .metrics = builtin_metrics,
     .set_upstream_health = builtin_set_upstream_health,
     .set_passive_listener = builtin_set_passive_listener,
