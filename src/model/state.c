@@ -3,6 +3,7 @@
 
 #include "core/mem.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,12 +76,17 @@ const ptc_cert *ptc_state_cert(const ptc_state *s, const char *domain)
 
 const ptc_cert *ptc_state_cert_for(const ptc_state *s, const char *host)
 {
-    const ptc_cert *c = ptc_state_cert(s, host);
-    const char *dot = strchr(host, '.');
-    if (c == NULL && dot != NULL && strncmp(host, "*.", 2) != 0) {
-        char *wild = ptc_xasprintf("*%s", dot);
+    const ptc_cert *c;
+    const char *dot;
+    char wild[256];
+
+    if (s->n_certs == 0)
+        return NULL;
+    c = ptc_state_cert(s, host);
+    dot = strchr(host, '.');
+    if (c == NULL && dot != NULL && strncmp(host, "*.", 2) != 0 && strlen(dot) + 2 <= sizeof(wild)) {
+        snprintf(wild, sizeof(wild), "*%s", dot);
         c = ptc_state_cert(s, wild);
-        free(wild);
     }
     return c;
 }

@@ -328,10 +328,12 @@ static int sqlite_commit(void *b, const ptc_state *prev, const ptc_state *next, 
     sqlite_store *s = b;
     sqlite3_stmt *up = NULL, *del = NULL, *ver = NULL, *rev = NULL;
     int rc;
-    size_t i = 0, j = 0;
+    size_t i = 0, j = 0, n_deleted = 0, n_written = 0;
+    const ptc_proxy **deleted = ptc_xcalloc(prev->n_proxies + 1, sizeof(*deleted));
+    const ptc_proxy **written = ptc_xcalloc(next->n_proxies + 1, sizeof(*written));
 
     if ((rc = exec(s, "BEGIN IMMEDIATE")) != 0)
-        return rc;
+        goto out;
     if ((rc = prepare(s,
                       "INSERT INTO revisions (number, ts, actor, action, correlation_id, summary, n_proxies) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -353,41 +355,42 @@ static int sqlite_commit(void *b, const ptc_state *prev, const ptc_state *next, 
         rc = db_error(s, "write revision");
         goto out;
     }
-    /* Delete before insert: a proxy renamed onto a freed (domain, prefix)
-     * must not trip the uniqueness constraint. */
     if ((rc = prepare(s, "INSERT OR REPLACE INTO proxies (name, domain, path_prefix, spec, revision) "
                          "VALUES (?, ?, ?, ?, ?)",
                       &up)) != 0 ||
         (rc = prepare(s, "DELETE FROM proxies WHERE name = ?", &del)) != 0 ||
         (rc = prepare(s, "INSERT INTO proxy_versions (name, revision, spec) VALUES (?, ?, ?)", &ver)) != 0)
         goto out;
-    for (size_t k = 0; k < prev->n_proxies; k++)
-        if (ptc_state_proxy(next, prev->proxies[k]->name) == NULL &&
-            (rc = write_change(s, up, del, ver, prev->proxies[k]->name, NULL, meta->number)) != 0)
-            goto out;
-    /* Merge walk over both name-sorted lists: written are those of next that
-     * are not the very same object in prev. */
-    while (j < next->n_proxies) {
-        const ptc_proxy *n = next->proxies[j];
-        int cmp = i < prev->n_proxies ? strcmp(prev->proxies[i]->name, n->name) : 1;
-        if (cmp < 0) {
-            i++;
-            continue;
-        }
-        if (cmp > 0 || prev->proxies[i] != n) {
-            if ((rc = write_change(s, up, del, ver, n->name, n, meta->number)) != 0)
-                goto out;
-        }
-        if (cmp == 0)
-            i++;
-        j++;
+    /* One merge walk over both name-sorted lists.  Unchanged proxies are
+     * the very same objects in both states: comparing pointers first skips
+     * the string compare for all of them. */
+    while (i < prev->n_proxies || j < next->n_proxies) {
+        const ptc_proxy *o = i < prev->n_proxies ? prev->proxies[i] : NULL;
+        const ptc_proxy *n = j < next->n_proxies ? next->proxies[j] : NULL;
+        int cmp = o == n ? 0 : o == NULL ? 1 : n == NULL ? -1 : strcmp(o->name, n->name);
+        if (cmp < 0)
+            deleted[n_deleted++] = o;
+        else if (cmp > 0 || o != n)
+            written[n_written++] = n;
+        i += cmp <= 0;
+        j += cmp >= 0;
     }
+    /* Deletes before writes: a proxy moved onto a freed (domain, prefix)
+     * must not trip the uniqueness constraint. */
+    for (size_t k = 0; k < n_deleted; k++)
+        if ((rc = write_change(s, up, del, ver, deleted[k]->name, NULL, meta->number)) != 0)
+            goto out;
+    for (size_t k = 0; k < n_written; k++)
+        if ((rc = write_change(s, up, del, ver, written[k]->name, written[k], meta->number)) != 0)
+            goto out;
     rc = exec(s, "COMMIT");
 out:
     sqlite3_finalize(up);
     sqlite3_finalize(del);
     sqlite3_finalize(ver);
     sqlite3_finalize(rev);
+    free(deleted);
+    free(written);
     if (rc != 0)
         exec(s, "ROLLBACK");
     return rc;
