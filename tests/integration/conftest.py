@@ -6,6 +6,7 @@ its PID at teardown."""
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,11 +25,40 @@ BIN = os.environ.pop("PORTICO_BIN", os.path.join(SOURCE_DIR, "build", "portico")
 START_TIMEOUT = 30.0
 
 
-def free_port():
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_random = random.SystemRandom()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(udp=False):
+    """A port free on 127.0.0.1 right now (for TCP, and UDP too when asked).
+    Chosen below the kernel's ephemeral range: a port from bind(0) is one
+    that outgoing connections take too, so it can be gone again by the time
+    a server binds it."""
+    low = _ephemeral_low()
+    for _ in range(500):
+        port = _random.randrange(10000, low) if low > 11000 else 0
+        kinds = [socket.SOCK_STREAM] + ([socket.SOCK_DGRAM] if udp else [])
+        socks = []
+        try:
+            for kind in kinds:
+                s = socket.socket(socket.AF_INET, kind)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+                port = s.getsockname()[1]
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no free port on 127.0.0.1")
 
 
 def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):

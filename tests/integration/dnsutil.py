@@ -5,20 +5,12 @@ import socket
 import struct
 import subprocess
 
+from conftest import free_port
+
 
 def free_dns_port():
     """A port free on 127.0.0.1 for UDP and TCP alike."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                    return port
-                except OSError:
-                    continue
-    raise AssertionError("no port free for both UDP and TCP")
+    return free_port(udp=True)
 
 
 class DigResult:

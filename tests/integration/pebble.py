@@ -20,13 +20,13 @@ import urllib.request
 
 import pytest
 
+from conftest import free_port
+
 START_TIMEOUT = 30.0
 
 
 def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def _stop(proc, timeout=10.0):

@@ -12,7 +12,7 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from conftest import Upstream, _UpstreamHandler, wait_until
+from conftest import Upstream, _UpstreamHandler, free_port, wait_until
 
 FAST = {"path": "/health", "interval_ms": 200, "timeout_ms": 1000, "healthy_threshold": 2, "unhealthy_threshold": 3}
 
@@ -208,10 +208,7 @@ class _Closed:
     """A port that refuses connections until reopen() serves it again."""
 
     def __init__(self):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
+        self.port = free_port()
         self.server = None
 
     def reopen(self, name):
