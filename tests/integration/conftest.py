@@ -166,19 +166,31 @@ class Portico:
                 time.sleep(0.05)
         raise AssertionError(f"portico not ready after {timeout}s:\n{self.read_log()[-4000:]}")
 
-    def stop(self, timeout=30.0):
+    def stop(self, timeout=30.0, check=True):
+        """SIGTERM, then wait.  With check, a stop that is not clean (a
+        non-zero exit: a crash, a sanitizer report such as a leak, a hang
+        past timeout) of a process still running fails, with the end of
+        the log."""
         if self.proc is None:
             return None
+        hung = False
+        # A process that already ended was ended by the test (or meant to
+        # fail at start); the check is about the stop itself.
+        check = check and self.proc.poll() is None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                hung = True
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         rc = self.proc.returncode
         self.proc = None
         self.log.close()
+        if check and (hung or rc != 0):
+            raise AssertionError(f"portico did not stop cleanly (exit {rc}{', hung' if hung else ''}):\n"
+                                 f"{self.read_log()[-6000:]}")
         return rc
 
     def kill9(self):
