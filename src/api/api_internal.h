@@ -158,8 +158,11 @@ void ptc_api_checks_metrics(ptc_api *api, const ptc_state *s, ptc_buf *out);
 /* Starts the thread of registry_sync_interval (none when 0).  Returns 0
  * or -errno with the reason in err. */
 int ptc_api_sync_start(ptc_api *api, char *err, size_t errlen);
-/* Stops it, cancelling a fetch in progress.  Blocks briefly. */
+/* Stops it and cancels every fetch in progress (the periodic one and API
+ * calls'), but keeps what those calls use: free it with
+ * ptc_api_sync_free() once no API call runs any more.  Blocks briefly. */
 void ptc_api_sync_stop(ptc_api *api);
+void ptc_api_sync_free(ptc_api *api);
 /* Appends the sync metrics (Prometheus text). */
 void ptc_api_sync_metrics(ptc_api *api, ptc_buf *out);
 /* ---- DNS (dns.c) ---- */

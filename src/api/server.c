@@ -574,10 +574,13 @@ void ptc_api_stop(ptc_api *api)
      * that waiting for the calls in flight takes seconds, not minutes. */
     ptc_api_ssl_cancel(api);
     /* The periodic sync may be applying: it ends before the checks it
-     * feeds, and both before the state goes. */
+     * feeds, and both before the state goes.  A sync called through the
+     * API is cancelled here too, but what it uses is freed only once the
+     * daemon has joined the calls in flight. */
     ptc_api_sync_stop(api);
     if (api->daemon)
         MHD_stop_daemon(api->daemon);
+    ptc_api_sync_free(api);
     ptc_api_ssl_stop(api);
     ptc_api_checks_stop(api);
     ptc_api_dns_stop(api);

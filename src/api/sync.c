@@ -301,7 +301,16 @@ void ptc_api_sync_stop(ptc_api *api)
         pthread_cond_signal(&s->cond);
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->thread, NULL);
+        s->started = false;
     }
+}
+
+void ptc_api_sync_free(ptc_api *api)
+{
+    ptc_api_sync *s = api->sync;
+    if (s == NULL)
+        return;
+    ptc_api_sync_stop(api);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s);

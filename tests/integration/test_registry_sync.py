@@ -329,6 +329,29 @@ def test_silent_registry_times_out_and_the_api_keeps_answering(portico, upstream
     assert sorted(proxies_by_name(p)) == ["other", "steady"]
 
 
+def test_stop_during_a_sync_is_clean(portico, registry):
+    """SIGTERM while an API sync waits on a silent registry: the fetch is
+    cancelled and portico stops cleanly (the sync's state outlives the call
+    that uses it; it was freed before the API's threads were joined)."""
+    reg = registry()
+    p = portico(settings={"registry_url": reg.url, "registry_timeout_ms": "20000"})
+    reg.hang = True
+    result = {}
+
+    def run():
+        try:
+            result["r"] = sync(p, timeout=30)
+        except OSError as e:  # the connection may close under the stop
+            result["r"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    wait_until(lambda: reg.hits >= 1, timeout=10, what="the sync to reach the registry")
+    assert p.stop(timeout=20) == 0
+    t.join(timeout=30)
+    reg.release.set()
+
+
 def test_thousand_droplets_one_revision(portico, upstream, registry):
     reg = registry()
     up = upstream()
