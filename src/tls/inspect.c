@@ -23,7 +23,9 @@ static char *name_line(const X509_NAME *n)
     BUF_MEM *mem;
     X509_NAME_print_ex(b, n, 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
     BIO_get_mem_ptr(b, &mem);
-    s = ptc_xstrndup(mem->data, mem->length);
+    /* An empty name (a certificate named by its SAN only) writes nothing,
+     * and an empty memory BIO has no data pointer at all. */
+    s = mem->length ? ptc_xstrndup(mem->data, mem->length) : ptc_xstrdup("");
     BIO_free(b);
     return s;
 }
