@@ -3,6 +3,7 @@
 
 #include "core/buf.h"
 #include "core/mem.h"
+#include "tls/inspect.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -117,7 +118,7 @@ static bool is_p256(EVP_PKEY *key)
 EVP_PKEY *ptc_jose_key_from_pem(const char *pem)
 {
     BIO *b = BIO_new_mem_buf(pem, -1);
-    EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, ptc_tls_no_passphrase, NULL) : NULL;
     ERR_clear_error();
     BIO_free(b);
     if (k && !is_p256(k)) {

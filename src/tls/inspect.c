@@ -30,6 +30,15 @@ static char *name_line(const X509_NAME *n)
     return s;
 }
 
+int ptc_tls_no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)arg;
+    return 0;
+}
+
 static int64_t asn1_time_ms(const ASN1_TIME *t)
 {
     struct tm tm;
@@ -93,7 +102,7 @@ int ptc_tls_inspect(const char *chain_pem, const char *key_pem, const char *doma
     memset(out, 0, sizeof(*out));
     b = BIO_new_mem_buf(chain_pem, -1);
     for (;;) {
-        X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+        X509 *x = PEM_read_bio_X509(b, NULL, ptc_tls_no_passphrase, NULL);
         if (x == NULL)
             break;
         if (n == PTC_TLS_CHAIN_MAX) {
@@ -124,7 +133,7 @@ int ptc_tls_inspect(const char *chain_pem, const char *key_pem, const char *doma
     }
     if (key_pem) {
         b = BIO_new_mem_buf(key_pem, -1);
-        key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+        key = PEM_read_bio_PrivateKey(b, NULL, ptc_tls_no_passphrase, NULL);
         ERR_clear_error();
         if (key == NULL) {
             snprintf(err, errlen, "key: no unencrypted PEM private key found");

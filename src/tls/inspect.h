@@ -30,4 +30,10 @@ int ptc_tls_inspect(const char *chain_pem, const char *key_pem, const char *doma
                     size_t errlen);
 void ptc_tls_facts_free(ptc_tls_facts *f);
 
+/* The passphrase callback for every PEM read of portico: none, so an
+ * encrypted key is refused.  OpenSSL's default (a NULL callback) prompts
+ * on the terminal, or reads stdin when there is none: that would block
+ * the calling thread or feed it whatever the daemon's stdin holds. */
+int ptc_tls_no_passphrase(char *buf, int size, int rwflag, void *arg);
+
 #endif

@@ -10,6 +10,9 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/param_build.h>
+#include <openssl/pem.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -233,11 +236,44 @@ static void test_jws(void)
     EVP_PKEY_free(other);
 }
 
+/* A stored account key that is encrypted is refused, never decrypted with
+ * a passphrase read from the terminal or stdin (here: a child without a
+ * controlling terminal whose stdin holds the right passphrase). */
+static void test_encrypted_key_refused_without_a_prompt(void)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *pem;
+    int fds[2];
+    PEM_write_bio_PrivateKey(b, k, EVP_aes_128_cbc(), NULL, 0, NULL, (void *)"sesame");
+    long n = BIO_get_mem_data(b, &data);
+    pem = strndup(data, (size_t)n);
+    BIO_free(b);
+    EVP_PKEY_free(k);
+    CHECK_INT(pipe(fds), 0);
+    CHECK_INT(write(fds[1], "sesame\n", 7), 7);
+    close(fds[1]);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setsid();
+        dup2(fds[0], 0);
+        alarm(20);
+        EVP_PKEY *got = ptc_jose_key_from_pem(pem);
+        _exit(got == NULL ? 0 : 1);
+    }
+    close(fds[0]);
+    int status = 0;
+    CHECK_INT(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    free(pem);
+}
+
 int main(void)
 {
     RUN(test_b64url);
     RUN(test_thumbprint_rfc7638);
     RUN(test_ec_jwk);
     RUN(test_jws);
+    RUN(test_encrypted_key_refused_without_a_prompt);
     TEST_EXIT();
 }

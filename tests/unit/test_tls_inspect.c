@@ -9,7 +9,12 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PASSPHRASE "correct horse battery"
 
 /* A self-signed P-256 certificate for san; cn NULL leaves the subject
  * empty (what a CA may issue: the name is in the SAN only).  With
@@ -82,9 +87,44 @@ static void test_empty_subject(void)
     free(key);
 }
 
+/* An encrypted key is refused, never decrypted with a passphrase read from
+ * the terminal or stdin (OpenSSL's default callback prompts there, which
+ * blocks an API thread, or reads whatever the daemon's stdin holds).  The
+ * check runs in a child without a controlling terminal whose stdin holds
+ * the right passphrase. */
+static void test_encrypted_key_is_refused_without_a_prompt(void)
+{
+    char *cert, *key;
+    int fds[2];
+    make_cert("lock.example.com", "lock.example.com", PASSPHRASE, &cert, &key);
+    CHECK(strstr(key, "ENCRYPTED") != NULL);
+    CHECK_INT(pipe(fds), 0);
+    CHECK(write(fds[1], PASSPHRASE "\n", strlen(PASSPHRASE) + 1) > 0);
+    close(fds[1]);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char err[256] = "";
+        ptc_tls_facts f;
+        setsid();
+        dup2(fds[0], 0);
+        alarm(20); /* a prompt that waits is a failure too */
+        int rc = ptc_tls_inspect(cert, key, "lock.example.com", &f, err, sizeof(err));
+        if (rc == 0)
+            ptc_tls_facts_free(&f);
+        _exit(rc != 0 && strstr(err, "key") != NULL ? 0 : 1);
+    }
+    close(fds[0]);
+    int status = 0;
+    CHECK_INT(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    free(cert);
+    free(key);
+}
+
 int main(void)
 {
     RUN(test_facts);
     RUN(test_empty_subject);
+    RUN(test_encrypted_key_is_refused_without_a_prompt);
     TEST_EXIT();
 }
