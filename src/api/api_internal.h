@@ -122,8 +122,11 @@ typedef enum ptc_apply_status {
 /* Runs DESIGN §3 steps 3-8 for chg: build the next state, let the engine
  * apply it (backup, write, test, reload, verify, rollback), commit it as a
  * revision, publish it, audit it.  On success *report is the engine's
- * report (new reference) and *next the committed state (retained).  On an
- * engine or store failure the call is answered with the error.  Blocks. */
+ * report (new reference) and *next the committed state (retained); when
+ * nothing changes, *report is NULL and *next the state build() compared
+ * with (retained: answer from it, not from a state read again, which
+ * another change may have altered meanwhile).  On an engine or store
+ * failure the call is answered with the error.  Blocks. */
 ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, const ptc_state **next);
 
 /* Health gating (DESIGN §2.1): when p->require_healthy, probes every

@@ -80,6 +80,7 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
     if (next == cur) {
         status = PTC_APPLY_UNCHANGED;
         ptc_api_audit(c, chg->action, chg->droplet, chg->domain, "unchanged", NULL, "nothing to change");
+        *next_out = ptc_state_retain(cur);
         goto out;
     }
 

@@ -169,11 +169,9 @@ void ptc_api_cert_put(ptc_call *c)
         break;
     }
     case PTC_APPLY_UNCHANGED: {
-        const ptc_state *s = ptc_api_state(c->api);
-        json_t *out = cert_json(s, ptc_state_cert(s, domain));
+        json_t *out = cert_json(next, ptc_state_cert(next, domain));
         json_object_set_new(out, "apply", json_pack("{s:b}", "changed", 0));
         ptc_call_reply(c, 200, out);
-        ptc_state_release(s);
         break;
     }
     case PTC_APPLY_ANSWERED:

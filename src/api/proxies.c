@@ -154,11 +154,9 @@ void ptc_api_proxy_put(ptc_call *c)
         break;
     }
     case PTC_APPLY_UNCHANGED: {
-        const ptc_state *s = ptc_api_state(c->api);
-        json_t *out = ptc_api_proxy_json(c->api, s, ptc_state_proxy(s, name));
+        json_t *out = ptc_api_proxy_json(c->api, next, ptc_state_proxy(next, name));
         json_object_set_new(out, "apply", json_pack("{s:b}", "changed", 0));
         ptc_call_reply(c, 200, out);
-        ptc_state_release(s);
         break;
     }
     case PTC_APPLY_ANSWERED:

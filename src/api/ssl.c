@@ -330,28 +330,21 @@ static void apply(ptc_call *c, ssl_change *a, bool issued)
     a->chg = &chg;
     snprintf(chg.summary, sizeof(chg.summary), "%s %s", issued ? "certificate issued for" : "https for",
              req->domain);
-    switch (ptc_api_apply(c, &chg, &report, &next)) {
+    ptc_apply_status st = ptc_api_apply(c, &chg, &report, &next);
+    switch (st) {
     case PTC_APPLY_DONE:
     case PTC_APPLY_UNCHANGED: {
-        const ptc_state *s = next ? ptc_state_retain(next) : ptc_api_state(c->api);
-        const ptc_cert *cert = a->cert ? a->cert : ptc_state_cert_for(s, req->domain);
-        if (cert == NULL) {
-            /* Unchanged, then deleted before this answer. */
-            ptc_call_error(c, 409, "CONFLICT", "the certificate was deleted meanwhile; retry",
-                           json_pack("{s:s}", "domain", req->domain));
-            ptc_state_release(s);
-            break;
-        }
+        /* build() found the certificate in next (or brought a->cert). */
+        const ptc_cert *cert = a->cert ? a->cert : ptc_state_cert_for(next, req->domain);
         json_t *out = ssl_json(cert, issued);
         if (req->proxy)
             json_object_set_new(out, "proxy", json_string(req->proxy));
         if (report == NULL)
             report = json_object();
-        json_object_set_new(report, "changed", json_boolean(next != NULL));
+        json_object_set_new(report, "changed", json_boolean(st == PTC_APPLY_DONE));
         json_object_set_new(out, "apply", report);
         report = NULL;
         ptc_call_reply(c, 200, out);
-        ptc_state_release(s);
         break;
     }
     case PTC_APPLY_ANSWERED:

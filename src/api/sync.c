@@ -194,13 +194,10 @@ static void run_sync(ptc_call *c)
         count(api, 1);
         break;
     }
-    case PTC_APPLY_UNCHANGED: {
-        const ptc_state *s = ptc_api_state(api);
-        ptc_call_reply(c, 200, result_json(&a, false, s->revision, shown, listed, fetch_ms));
-        ptc_state_release(s);
+    case PTC_APPLY_UNCHANGED:
+        ptc_call_reply(c, 200, result_json(&a, false, next->revision, shown, listed, fetch_ms));
         count(api, 0);
         break;
-    }
     case PTC_APPLY_ANSWERED:
         count(api, -1);
         break;
