@@ -174,58 +174,66 @@ out:
     json_decref(body);
 }
 
+typedef struct delete_arg {
+    const char *name;
+    ptc_change *chg;
+    char *domain, *prefix; /* of the proxy deleted, read under the apply lock */
+} delete_arg;
+
 static const ptc_state *build_delete(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg)
 {
-    const char *name = arg;
+    delete_arg *a = arg;
+    const ptc_proxy *p = ptc_state_proxy(cur, a->name);
+    bool last_of_domain = true;
     (void)rev;
-    if (ptc_state_proxy(cur, name) == NULL) {
-        ptc_call_error(c, 404, "PROXY_NOT_FOUND", "no proxy has this name", json_pack("{s:s}", "name", name));
+    if (p == NULL) {
+        ptc_call_error(c, 404, "PROXY_NOT_FOUND", "no proxy has this name", json_pack("{s:s}", "name", a->name));
         return NULL;
     }
-    return ptc_state_delete_proxy(cur, name);
+    for (size_t i = 0; i < cur->n_proxies; i++)
+        if (cur->proxies[i] != p && strcmp(cur->proxies[i]->domain, p->domain) == 0)
+            last_of_domain = false;
+    a->domain = ptc_xstrdup(p->domain);
+    a->prefix = ptc_xstrdup(p->path_prefix);
+    a->chg->domain = a->domain;
+    /* Gone means the engine's own 404, which only holds once the domain's
+     * last route is gone. */
+    a->chg->verify_domain = last_of_domain ? a->domain : NULL;
+    a->chg->verify_path = a->prefix;
+    return ptc_state_delete_proxy(cur, a->name);
 }
 
 void ptc_api_proxy_delete(ptc_call *c)
 {
     const char *name = c->params[0];
-    const ptc_state *cur = ptc_api_state(c->api), *next = NULL;
-    const ptc_proxy *p = ptc_state_proxy(cur, name);
+    const ptc_state *next = NULL;
     json_t *report = NULL;
-    char *domain = p ? ptc_xstrdup(p->domain) : NULL;
-    char *prefix = p ? ptc_xstrdup(p->path_prefix) : NULL;
-    bool last_of_domain = true;
 
     if (!valid_name_or_answer(c, name)) {
         ptc_api_audit_failure(c, "proxy.delete", NULL, NULL);
-        goto out;
+        return;
     }
-    for (size_t i = 0; p && i < cur->n_proxies; i++)
-        if (cur->proxies[i] != p && strcmp(cur->proxies[i]->domain, p->domain) == 0)
-            last_of_domain = false;
+    /* What the proxy was (its domain, for the answer, the audit entry and
+     * the verify step) is read by build(), from the state it deletes from:
+     * a read before the apply lock could see another proxy, or none. */
     ptc_change chg = {
         .action = "proxy.delete",
         .droplet = name,
-        .domain = domain,
         .build = build_delete,
-        .arg = (void *)name,
-        /* Gone means the engine's own 404, which only holds once the
-         * domain's last route is gone. */
-        .verify_domain = last_of_domain ? domain : NULL,
-        .verify_path = prefix,
         .verify_gone = true,
     };
+    delete_arg arg = {.name = name, .chg = &chg};
+    chg.arg = &arg;
     snprintf(chg.summary, sizeof(chg.summary), "delete %s", name);
     if (ptc_api_apply(c, &chg, &report, &next) == PTC_APPLY_DONE) {
         json_object_set_new(report, "changed", json_true());
         ptc_call_reply(c, 200,
-                       json_pack("{s:s, s:s, s:b, s:o}", "droplet_name", name, "domain", domain, "deleted", 1,
+                       json_pack("{s:s, s:s, s:b, s:o}", "droplet_name", name, "domain", arg.domain, "deleted", 1,
                                  "apply", report));
         report = NULL;
     }
-out:
     json_decref(report);
     ptc_state_release(next);
-    ptc_state_release(cur);
-    free(domain);
-    free(prefix);
+    free(arg.domain);
+    free(arg.prefix);
 }

@@ -17,12 +17,24 @@
 /* ---- a recording engine ------------------------------------------------- */
 
 static int applies;
+/* While hold is set, an apply waits (holding the apply lock) until it is
+ * cleared; in_apply tells the test that it has started. */
+static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
+static bool hold, in_apply;
 
 static void fake_apply(ptc_engine *e, const ptc_apply_request *req, ptc_apply_result *res)
 {
     (void)e;
     (void)req;
+    pthread_mutex_lock(&hold_mu);
     applies++;
+    in_apply = true;
+    pthread_cond_broadcast(&hold_cond);
+    while (hold)
+        pthread_cond_wait(&hold_cond, &hold_mu);
+    in_apply = false;
+    pthread_mutex_unlock(&hold_mu);
     res->report = json_pack("{s:s}", "engine", "fake");
 }
 
@@ -101,6 +113,19 @@ static void call_free(ptc_call *c)
 
 /* ---- tests ---------------------------------------------------------------- */
 
+/* Lets a held apply go on after a while (the caller meanwhile blocks on
+ * the apply lock). */
+static void *release_later(void *arg)
+{
+    (void)arg;
+    usleep(200 * 1000);
+    pthread_mutex_lock(&hold_mu);
+    hold = false;
+    pthread_cond_broadcast(&hold_cond);
+    pthread_mutex_unlock(&hold_mu);
+    return NULL;
+}
+
 static const ptc_state *build_same(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg)
 {
     (void)c;
@@ -140,10 +165,66 @@ static void test_unchanged_hands_back_the_state_compared(void)
     call_free(&c);
 }
 
+static void put_proxy(const char *name, const char *body_text, unsigned want)
+{
+    ptc_call c;
+    const char *params[4] = {name};
+    call_init(&c, "PUT", "/proxies/{}");
+    memcpy(c.params, params, sizeof(params));
+    c.body = body_text;
+    c.body_len = strlen(body_text);
+    ptc_api_proxy_put(&c);
+    CHECK_INT(c.status, want);
+    call_free(&c);
+}
+
+static void *put_thread(void *arg)
+{
+    (void)arg;
+    put_proxy("late", "{\"domain\": \"late.example.com\", \"upstream_port\": 9, \"require_healthy\": false}", 201);
+    return NULL;
+}
+
+/* DELETE of a proxy created while the call waited for the apply lock: the
+ * proxy is deleted, and the answer (and the audit entry) name its domain;
+ * the domain was read before the lock, as NULL, and json_pack of the
+ * answer failed: a 500 for a delete that happened. */
+static void test_delete_reads_the_proxy_under_the_lock(void)
+{
+    pthread_t t;
+    ptc_call c;
+    const char *params[4] = {"late"};
+
+    pthread_mutex_lock(&hold_mu);
+    hold = true;
+    pthread_mutex_unlock(&hold_mu);
+    CHECK_INT(pthread_create(&t, NULL, put_thread, NULL), 0);
+    pthread_mutex_lock(&hold_mu);
+    while (!in_apply)
+        pthread_cond_wait(&hold_cond, &hold_mu);
+    pthread_mutex_unlock(&hold_mu);
+    /* The PUT holds the apply lock inside the engine; the DELETE reads the
+     * state (no "late" yet) and waits for the lock. */
+    call_init(&c, "DELETE", "/proxies/{}");
+    memcpy(c.params, params, sizeof(params));
+    pthread_t releaser;
+    CHECK_INT(pthread_create(&releaser, NULL, release_later, NULL), 0);
+    ptc_api_proxy_delete(&c);
+    pthread_join(releaser, NULL);
+    pthread_join(t, NULL);
+    CHECK_INT(c.status, 200);
+    CHECK_STR(json_string_value(json_object_get(c.reply, "domain")), "late.example.com");
+    call_free(&c);
+    const ptc_state *s = ptc_api_state(api);
+    CHECK(ptc_state_proxy(s, "late") == NULL);
+    ptc_state_release(s);
+}
+
 int main(void)
 {
     setup();
     RUN(test_unchanged_hands_back_the_state_compared);
+    RUN(test_delete_reads_the_proxy_under_the_lock);
     teardown();
     TEST_EXIT();
 }
