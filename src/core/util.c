@@ -226,6 +226,8 @@ out:
 int ptc_mkdir_p(const char *path, mode_t mode)
 {
     int rc = 0;
+    if (path[0] == '\0')
+        return -ENOENT; /* what mkdir("") says; the walk below starts at path[1] */
     char *p = ptc_xstrdup(path);
     for (char *s = p + 1;; s++) {
         if (*s != '/' && *s != '\0')

@@ -34,7 +34,8 @@ int ptc_file_write_atomic(const char *path, const void *data, size_t len, mode_t
  * (caller frees).  Returns 0, -ENOENT, -EFBIG when larger than max, or
  * -errno. */
 int ptc_file_read(const char *path, size_t max, char **out, size_t *len);
-/* mkdir -p with the given mode for created folders.  Returns 0 or -errno. */
+/* mkdir -p with the given mode for created folders.  Returns 0 or -errno
+ * (-ENOENT for an empty path). */
 int ptc_mkdir_p(const char *path, mode_t mode);
 /* fsync of a folder, so that renames and unlinks in it are durable. */
 int ptc_fsync_dir(const char *path);

@@ -34,6 +34,8 @@ static void test_atomic_write_and_read(void)
     CHECK_INT(ptc_mkdir_p(deep, 0700), 0);
     CHECK_INT(ptc_mkdir_p(deep, 0700), 0);
     CHECK_INT(ptc_mkdir_p(path, 0700), -ENOTDIR);
+    /* An empty path (a folder setting set to "") is no folder. */
+    CHECK_INT(ptc_mkdir_p("", 0700), -ENOENT);
     /* A write into a folder that does not exist fails cleanly. */
     char *bad = ptc_path_join(missing, "x");
     CHECK_INT(ptc_file_write_atomic(bad, "x", 1, 0600), -ENOENT);
