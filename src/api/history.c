@@ -10,9 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Rows written before their values were made UTF-8 (or by another node)
+ * are listed too, their other bytes as U+FFFD. */
 static json_t *opt_string(const char *s)
 {
-    return s ? json_string(s) : json_null();
+    if (s == NULL)
+        return json_null();
+    if (ptc_utf8_valid(s))
+        return json_string(s);
+    char *fixed = ptc_utf8_repair(s);
+    json_t *j = json_string(fixed);
+    free(fixed);
+    return j;
 }
 
 /* limit=N in [1, max], default def; answers 400 and returns -1 when bad. */

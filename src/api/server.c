@@ -70,11 +70,15 @@ void ptc_call_reply(ptc_call *c, unsigned status, json_t *body)
 
 void ptc_call_error(ptc_call *c, unsigned status, const char *code, const char *message, json_t *details)
 {
+    /* A message may quote a peer (a CA's problem detail, nginx's output)
+     * cut to a size: bytes that are not UTF-8 must not void the answer. */
+    char *text = ptc_utf8_repair(message);
     if (details == NULL)
         details = json_object();
     json_object_set_new(details, "correlation_id", json_string(c->correlation_id));
     ptc_call_reply(c, status,
-                   json_pack("{s:{s:s, s:s, s:o}}", "error", "code", code, "message", message, "details", details));
+                   json_pack("{s:{s:s, s:s, s:o}}", "error", "code", code, "message", text, "details", details));
+    free(text);
 }
 
 json_t *ptc_call_json_body(ptc_call *c, bool empty_ok)
@@ -112,24 +116,50 @@ const ptc_state *ptc_api_state(ptc_api *api)
     return s;
 }
 
+/* The values of an audit entry that come from the request (a droplet name
+ * from the path is whatever bytes the URL decoded to): made UTF-8, so that
+ * the store keeps them (PostgreSQL refuses other bytes) and GET /audit can
+ * answer them (jansson refuses them too).  Free with audit_text_free. */
+typedef struct audit_text {
+    char *droplet, *domain, *detail;
+} audit_text;
+
+static audit_text audit_text_of(const char *droplet, const char *domain, const char *detail)
+{
+    return (audit_text){
+        droplet ? ptc_utf8_repair(droplet) : NULL,
+        domain ? ptc_utf8_repair(domain) : NULL,
+        detail ? ptc_utf8_repair(detail) : NULL,
+    };
+}
+
+static void audit_text_free(audit_text *t)
+{
+    free(t->droplet);
+    free(t->domain);
+    free(t->detail);
+}
+
 void ptc_api_audit(ptc_call *c, const char *action, const char *droplet, const char *domain, const char *result,
                    const char *error_code, const char *detail)
 {
+    audit_text t = audit_text_of(droplet, domain, detail);
     ptc_audit_entry e = {
         .ts = ptc_now_ms(),
         .correlation_id = c->correlation_id,
         .actor = c->actor,
         .action = action,
-        .droplet_name = droplet,
-        .domain = domain,
+        .droplet_name = t.droplet,
+        .domain = t.domain,
         .result = result,
         .error_code = error_code,
-        .detail = detail,
+        .detail = t.detail,
     };
     if (ptc_store_audit_append(c->api->store, &e) != 0)
         ptc_log_error("audit entry lost", PTC_LS("action", action), PTC_LS("result", result));
     ptc_log_info("audit", PTC_LS("action", action), PTC_LS("actor", c->actor), PTC_LS("droplet_name", droplet),
                  PTC_LS("domain", domain), PTC_LS("result", result), PTC_LS("error_code", error_code));
+    audit_text_free(&t);
 }
 
 /* ---- request plumbing ----------------------------------------------- */
@@ -625,24 +655,29 @@ int64_t ptc_api_audit_begin(ptc_call *c, const char *action, const char *droplet
                             const char *detail)
 {
     int64_t id = 0;
+    audit_text t = audit_text_of(droplet, domain, detail);
     ptc_audit_entry e = {
         .ts = ptc_now_ms(),
         .correlation_id = c->correlation_id,
         .actor = c->actor,
         .action = action,
-        .droplet_name = droplet,
-        .domain = domain,
-        .detail = detail,
+        .droplet_name = t.droplet,
+        .domain = t.domain,
+        .detail = t.detail,
     };
     if (ptc_store_audit_begin(c->api->store, &e, &id) != 0)
         ptc_log_error("audit entry could not be begun", PTC_LS("action", action));
+    audit_text_free(&t);
     return id;
 }
 
 void ptc_api_audit_end(ptc_call *c, int64_t id, const char *action, const char *droplet, const char *domain,
                        const char *result, const char *error_code, const char *detail)
 {
-    if (id == 0 || ptc_store_audit_finish(c->api->store, id, result, error_code, detail) != 0) {
+    audit_text t = audit_text_of(NULL, NULL, detail);
+    int rc = id == 0 ? -ENOENT : ptc_store_audit_finish(c->api->store, id, result, error_code, t.detail);
+    audit_text_free(&t);
+    if (rc != 0) {
         ptc_api_audit(c, action, droplet, domain, result, error_code, detail);
         return;
     }

@@ -2,6 +2,7 @@
 #include "core/buf.h"
 
 #include "core/mem.h"
+#include "core/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,10 +74,21 @@ void ptc_buf_append_json_str(ptc_buf *b, const char *s)
             ptc_buf_append(b, "\\t", 2);
             break;
         default:
-            if (*p < 0x20 || *p == 0x7f)
+            if (*p < 0x20 || *p == 0x7f) {
                 ptc_buf_append(b, esc, sizeof(esc));
-            else
+            } else if (*p < 0x80) {
                 ptc_buf_append(b, p, 1);
+            } else {
+                /* JSON text is UTF-8: a byte that starts no valid sequence
+                 * is written as U+FFFD. */
+                size_t n = ptc_utf8_len((const char *)p);
+                if (n == 0) {
+                    ptc_buf_append(b, "\\ufffd", 6);
+                } else {
+                    ptc_buf_append(b, p, n);
+                    p += n - 1;
+                }
+            }
         }
     }
     ptc_buf_append(b, "\"", 1);

@@ -278,6 +278,73 @@ bool ptc_str_equal_ct(const char *a, const char *b)
     return diff == 0;
 }
 
+size_t ptc_utf8_len(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n;
+    unsigned min;
+    uint32_t cp;
+
+    if (p[0] < 0x80)
+        return p[0] ? 1 : 0;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        n = 2;
+        min = 0x80;
+        cp = p[0] & 0x1f;
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        n = 3;
+        min = 0x800;
+        cp = p[0] & 0x0f;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        n = 4;
+        min = 0x10000;
+        cp = p[0] & 0x07;
+    } else {
+        return 0;
+    }
+    /* A NUL stops the walk here: it is no continuation byte. */
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+bool ptc_utf8_valid(const char *s)
+{
+    while (*s) {
+        size_t n = ptc_utf8_len(s);
+        if (n == 0)
+            return false;
+        s += n;
+    }
+    return true;
+}
+
+char *ptc_utf8_repair(const char *s)
+{
+    size_t len = strlen(s), k = 0;
+    /* Every byte may become the three of U+FFFD. */
+    char *out = ptc_xmalloc(3 * len + 1);
+    while (*s) {
+        size_t n = ptc_utf8_len(s);
+        if (n == 0) {
+            memcpy(out + k, "\xef\xbf\xbd", 3);
+            k += 3;
+            s++;
+        } else {
+            memcpy(out + k, s, n);
+            k += n;
+            s += n;
+        }
+    }
+    out[k] = '\0';
+    return out;
+}
+
 int ptc_parse_int(const char *s, long long min, long long max, long long *out)
 {
     char *end;

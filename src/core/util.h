@@ -50,6 +50,15 @@ bool ptc_str_has_prefix(const char *s, const char *prefix);
 /* Compares two strings in time independent of where they differ (for
  * secrets); the lengths may leak. */
 bool ptc_str_equal_ct(const char *a, const char *b);
+/* UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above
+ * U+10FFFF).  ptc_utf8_len: the length (1-4) of the valid sequence that
+ * starts at s, 0 when none does (or *s is NUL).  ptc_utf8_repair: s with
+ * every byte that starts no valid sequence replaced by U+FFFD, in a new
+ * string: what a value of unknown bytes (a decoded URL, a peer's message)
+ * becomes before it goes into JSON, the audit trail or a log line. */
+size_t ptc_utf8_len(const char *s);
+bool ptc_utf8_valid(const char *s);
+char *ptc_utf8_repair(const char *s);
 /* Parses a decimal integer in [min, max] with nothing else around it. */
 int ptc_parse_int(const char *s, long long min, long long max, long long *out);
 

@@ -215,6 +215,27 @@ def test_token_auth(portico, upstream, engine):
     assert len(bad) == 2 and all(r["error_code"] == "UNAUTHORIZED" and r["action"] == "auth" for r in bad)
 
 
+def test_audit_keeps_attempts_with_bytes_that_are_not_utf8(portico):
+    """A path segment that decodes to bytes that are not UTF-8 (%ff) is
+    still audited and listed (as U+FFFD), and the log stays JSON lines:
+    such entries were dropped from GET /audit without a word."""
+    token = "s3cret-token-0123456789"
+    p = portico(settings={"api_token": token})
+    r = p.api("PUT", "/proxies/ab%ffcd", body={}, token="", headers={"X-Request-ID": "anon-ff"})
+    assert r.status == 401
+    r = p.api("PUT", "/proxies/ab%ffcd", body=proxy_body("a.example.com", 80, require_healthy=False),
+              headers={"X-Request-ID": "bad-name-ff"})
+    assert r.status == 400 and r.error_code == "INVALID_CONFIG"
+    rows = {row["correlation_id"]: row for row in p.api("GET", "/audit").json}
+    assert rows["anon-ff"]["action"] == "auth" and "\ufffd" in rows["anon-ff"]["detail"]
+    assert rows["bad-name-ff"]["droplet_name"] == "ab\ufffdcd"
+    assert rows["bad-name-ff"]["error_code"] == "INVALID_CONFIG"
+    raw = p.log_path.read_bytes()
+    for line in raw.splitlines():
+        if line.startswith(b"{"):
+            json.loads(line.decode("utf-8"))
+
+
 def test_refuses_public_api_without_token(tmp_path):
     r = subprocess.run([BIN, "serve", "--api_listen=0.0.0.0:18999", f"--state_dir={tmp_path}/s", "--http_listen=127.0.0.1:1",
                         "--https_listen="], capture_output=True, text=True, timeout=60)

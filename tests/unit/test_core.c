@@ -122,11 +122,34 @@ static void test_json_escape_and_time(void)
     CHECK_INT(strlen(hex), 32);
 }
 
+static void test_utf8(void)
+{
+    CHECK(ptc_utf8_valid("plain, caf\xc3\xa9, \xe2\x82\xac, \xf0\x9f\x98\x80"));
+    CHECK(!ptc_utf8_valid("\xff"));
+    CHECK(!ptc_utf8_valid("\xc0\xaf"));         /* overlong '/' */
+    CHECK(!ptc_utf8_valid("\xed\xa0\x80"));     /* a surrogate */
+    CHECK(!ptc_utf8_valid("\xf4\x90\x80\x80")); /* above U+10FFFF */
+    CHECK(!ptc_utf8_valid("\xe2\x82"));         /* cut short */
+    char *r = ptc_utf8_repair("ab\xff" "cd\xe2\x82");
+    CHECK_STR(r, "ab\xef\xbf\xbd" "cd\xef\xbf\xbd\xef\xbf\xbd");
+    free(r);
+    r = ptc_utf8_repair("caf\xc3\xa9");
+    CHECK_STR(r, "caf\xc3\xa9");
+    free(r);
+    /* JSON text (log lines, the API's text forms) is UTF-8 whatever the
+     * value held. */
+    ptc_buf b = PTC_BUF_INIT;
+    ptc_buf_append_json_str(&b, "/proxies/ab\xff" "cd/\xc3\xa9");
+    CHECK_STR(ptc_buf_cstr(&b), "\"/proxies/ab\\ufffdcd/\xc3\xa9\"");
+    ptc_buf_free(&b);
+}
+
 int main(void)
 {
     RUN(test_atomic_write_and_read);
     RUN(test_proc_run);
     RUN(test_cmd_split);
     RUN(test_json_escape_and_time);
+    RUN(test_utf8);
     TEST_EXIT();
 }
