@@ -51,7 +51,8 @@ static void reload_settings(const ptc_settings *live, int nflags, char **flags)
     for (int id = 0; id < PTC_SETTINGS_COUNT; id++) {
         if (id == PTC_SET_LOG_LEVEL || id == PTC_SET_LOG_FORMAT)
             continue;
-        if (strcmp(ptc_settings_get(live, (ptc_setting_id)id), ptc_settings_get(fresh, (ptc_setting_id)id)) != 0)
+        if (strcmp(ptc_settings_get(live, (ptc_setting_id)id), ptc_settings_get(fresh, (ptc_setting_id)id)) !=
+            0)
             ptc_log_warn("SIGHUP: setting changed; it takes effect at the next restart",
                          PTC_LS("setting", ptc_settings_name((ptc_setting_id)id)));
     }
@@ -82,11 +83,13 @@ static int serve(int nflags, char **flags)
         return 2;
     setup_logging(s);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    ptc_log_info("portico starting", PTC_LS("version", PTC_VERSION), PTC_LS("engine", ptc_settings_get(s, PTC_SET_ENGINE)),
+    ptc_log_info("portico starting", PTC_LS("version", PTC_VERSION),
+                 PTC_LS("engine", ptc_settings_get(s, PTC_SET_ENGINE)),
                  PTC_LS("state_dir", ptc_settings_get(s, PTC_SET_STATE_DIR)));
     if (ptc_api_preflight(s, err, sizeof(err)) != 0)
         goto out;
-    store = ptc_store_open(ptc_settings_get(s, PTC_SET_STORE), ptc_settings_get(s, PTC_SET_STATE_DIR), err, sizeof(err));
+    store = ptc_store_open(ptc_settings_get(s, PTC_SET_STORE), ptc_settings_get(s, PTC_SET_STATE_DIR), err,
+                           sizeof(err));
     if (store == NULL)
         goto out;
     engine = ptc_engine_create(s, err, sizeof(err));

@@ -22,22 +22,22 @@ struct ptc_api {
     ptc_store *store;
     ptc_engine *engine;
     struct MHD_Daemon *daemon;
-    char *token;               /* NULL: no authentication */
+    char *token; /* NULL: no authentication */
     int64_t started_at;
-    pthread_mutex_t apply_lock; /* one change at a time, held from reading the state to committing */
-    pthread_mutex_t state_lock; /* guards the state pointer only (held for a retain) */
-    const ptc_state *state;     /* the committed desired state, as the engine serves it */
-    struct ptc_api_ssl *ssl;    /* ACME issuances in progress and the renewal scheduler (ssl.c) */
+    pthread_mutex_t apply_lock;    /* one change at a time, held from reading the state to committing */
+    pthread_mutex_t state_lock;    /* guards the state pointer only (held for a retain) */
+    const ptc_state *state;        /* the committed desired state, as the engine serves it */
+    struct ptc_api_ssl *ssl;       /* ACME issuances in progress and the renewal scheduler (ssl.c) */
     struct ptc_api_checks *checks; /* active health checks and what follows them (checks.c) */
     struct ptc_api_sync *sync;     /* registry sync (sync.c) */
-    ptc_ports *ports;           /* the port allocator (seed 003) */
+    ptc_ports *ports;              /* the port allocator (seed 003) */
     /* DNS (seed 004): the zone is rebuilt from the store's records and the
      * state's proxies after every change, under dns_lock so that the last
      * rebuild always sees the last change. */
     char *dns_zone_name;        /* NULL: dns_zone unset, no DNS */
     ptc_dns_server *dns_server; /* NULL: dns_listen unset */
     pthread_mutex_t dns_lock;
-    ptc_dns_zone *dns_zone;     /* what the responder answers from */
+    ptc_dns_zone *dns_zone; /* what the responder answers from */
     uint32_t dns_serial;
 };
 
@@ -74,8 +74,8 @@ const char *ptc_call_query(ptc_call *c, const char *name);
 const ptc_state *ptc_api_state(ptc_api *api);
 
 /* An audit entry for this call (correlation id, actor and time filled in). */
-void ptc_api_audit(ptc_call *c, const char *action, const char *droplet, const char *domain, const char *result,
-                   const char *error_code, const char *detail);
+void ptc_api_audit(ptc_call *c, const char *action, const char *droplet, const char *domain,
+                   const char *result, const char *error_code, const char *detail);
 /* An audit entry for a call already answered with an error: the result,
  * code and message are read from the answer. */
 void ptc_api_audit_failure(ptc_call *c, const char *action, const char *droplet, const char *domain);
@@ -86,7 +86,8 @@ int64_t ptc_api_audit_begin(ptc_call *c, const char *action, const char *droplet
                             const char *detail);
 void ptc_api_audit_end(ptc_call *c, int64_t id, const char *action, const char *droplet, const char *domain,
                        const char *result, const char *error_code, const char *detail);
-void ptc_api_audit_end_failure(ptc_call *c, int64_t id, const char *action, const char *droplet, const char *domain);
+void ptc_api_audit_end_failure(ptc_call *c, int64_t id, const char *action, const char *droplet,
+                               const char *domain);
 
 /* ---- the apply pipeline (apply.c) ---- */
 
@@ -100,7 +101,7 @@ typedef struct ptc_change {
     const char *action;  /* audit action, e.g. "proxy.put" */
     const char *droplet; /* for the audit entry, may be NULL */
     const char *domain;
-    char summary[160];   /* for the revision */
+    char summary[160]; /* for the revision */
     const ptc_state *(*build)(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg);
     int (*commit)(ptc_call *c, const ptc_state *cur, const ptc_state *next, int64_t rev, void *arg);
     void *arg;

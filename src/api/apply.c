@@ -161,8 +161,9 @@ bool ptc_api_gate(ptc_call *c, const ptc_proxy *p)
         /* The gate wants a 2xx (DESIGN §2.1); a redirect is not "healthy". */
         bool ok = probes[i].status >= 200 && probes[i].status < 300;
         healthy = healthy || ok;
-        json_t *r = json_pack("{s:s, s:i, s:s, s:b, s:i}", "host", probes[i].host, "port", (int)probes[i].port,
-                              "path", probes[i].path, "healthy", ok, "status", probes[i].status);
+        json_t *r =
+            json_pack("{s:s, s:i, s:s, s:b, s:i}", "host", probes[i].host, "port", (int)probes[i].port,
+                      "path", probes[i].path, "healthy", ok, "status", probes[i].status);
         if (!ok)
             json_object_set_new(r, "error", json_string(probes[i].error[0] ? probes[i].error : "not a 2xx"));
         json_array_append_new(results, r);

@@ -80,8 +80,8 @@ static const ptc_state *build_cert_put(ptc_call *c, const ptc_state *cur, int64_
     const ptc_cert *old = ptc_state_cert(cur, a->cert->domain);
     (void)c;
     (void)rev;
-    if (old && strcmp(old->fingerprint, a->cert->fingerprint) == 0 && strcmp(old->key_pem, a->cert->key_pem) == 0 &&
-        strcmp(old->cert_pem, a->cert->cert_pem) == 0)
+    if (old && strcmp(old->fingerprint, a->cert->fingerprint) == 0 &&
+        strcmp(old->key_pem, a->cert->key_pem) == 0 && strcmp(old->cert_pem, a->cert->cert_pem) == 0)
         return ptc_state_retain(cur);
     a->created = old == NULL;
     return ptc_state_put_cert(cur, ptc_cert_retain(a->cert));
@@ -102,7 +102,8 @@ static bool read_upload(ptc_call *c, json_t *body, const char **chain, const cha
     json_t *fields = json_object();
     const char *k;
     json_t *v;
-    json_object_foreach(body, k, v) {
+    json_object_foreach(body, k, v)
+    {
         if (strcmp(k, "certificate") != 0 && strcmp(k, "key") != 0)
             json_object_set_new(fields, k, json_string("is not a known field"));
     }
@@ -113,7 +114,8 @@ static bool read_upload(ptc_call *c, json_t *body, const char **chain, const cha
     if (*key == NULL)
         json_object_set_new(fields, "key", json_string("is required: the PEM private key"));
     if (json_object_size(fields) > 0) {
-        ptc_call_error(c, 400, "INVALID_CERTIFICATE", "the upload is not valid", json_pack("{s:o}", "fields", fields));
+        ptc_call_error(c, 400, "INVALID_CERTIFICATE", "the upload is not valid",
+                       json_pack("{s:o}", "fields", fields));
         return false;
     }
     json_decref(fields);
@@ -130,7 +132,8 @@ void ptc_api_cert_put(ptc_call *c)
     cert_arg arg = {0};
     const ptc_state *next = NULL;
 
-    if (domain == NULL || (body = ptc_call_json_body(c, false)) == NULL || !read_upload(c, body, &chain, &key))
+    if (domain == NULL || (body = ptc_call_json_body(c, false)) == NULL ||
+        !read_upload(c, body, &chain, &key))
         goto fail;
     if (ptc_tls_inspect(chain, key, domain, &facts, why, sizeof(why)) != 0) {
         ptc_call_error(c, 400, "INVALID_CERTIFICATE", why, NULL);
@@ -201,7 +204,8 @@ static const ptc_state *build_cert_delete(ptc_call *c, const ptc_state *cur, int
     return ptc_state_delete_cert(cur, a->domain);
 }
 
-static int commit_cert_delete(ptc_call *c, const ptc_state *cur, const ptc_state *next, int64_t rev, void *arg)
+static int commit_cert_delete(ptc_call *c, const ptc_state *cur, const ptc_state *next, int64_t rev,
+                              void *arg)
 {
     cert_arg *a = arg;
     (void)cur;

@@ -424,7 +424,9 @@ static void write_proxy_health(ptc_buf *b, const ptc_proxy *p, void *arg)
             checked = v.checked_at;
     }
     ptc_buf_appendf(b, ",\"last_health_status\":\"%s\"",
-                    any_healthy ? "healthy" : any_unknown ? "unknown" : "unhealthy");
+                    any_healthy   ? "healthy"
+                    : any_unknown ? "unknown"
+                                  : "unhealthy");
     put_time_or_null(b, "last_health_checked_at", checked);
 }
 

@@ -570,7 +570,6 @@ static void rename_proxy_fields(json_t *errors, json_t *fields, bool forwarded)
     }
 }
 
-
 void ptc_api_add_record(ptc_call *c)
 {
     ptc_api *api = c->api;

@@ -27,8 +27,8 @@ static json_t *ssl_status(ptc_api *api, const ptc_state *s, ptc_health_level *le
             json_array_append_new(expiring, json_pack("{s:s, s:s}", "domain", c->domain, "not_after", na));
         }
     }
-    json_t *j = json_pack("{s:I, s:I, s:o}", "certificates", (json_int_t)s->n_certs, "expired", (json_int_t)expired,
-                          "expiring_within_14_days", expiring);
+    json_t *j = json_pack("{s:I, s:I, s:o}", "certificates", (json_int_t)s->n_certs, "expired",
+                          (json_int_t)expired, "expiring_within_14_days", expiring);
     json_t *by_source = json_pack("{s:i, s:i, s:i}", "uploaded", 0, "acme", 0, "certbot", 0);
     for (size_t i = 0; i < s->n_certs; i++) {
         json_t *n = json_object_get(by_source, s->certs[i]->source);
@@ -75,11 +75,11 @@ void ptc_api_health(ptc_call *c)
     if (dns)
         json_object_set_new(checks, "dns", dns);
     json_t *ssl = ssl_status(api, s, &level);
-    json_t *body = json_pack("{s:s, s:s, s:s, s:O, s:o, s:o, s:I, s:I, s:I}", "status", names[level], "version",
-                             PTC_VERSION, "engine", api->engine->ops->name, api->engine->ops->name, engine, "ssl",
-                             ssl, "checks", checks, "proxies", (json_int_t)s->n_proxies, "revision",
-                             (json_int_t)s->revision, "uptime_s",
-                             (json_int_t)((ptc_now_ms() - api->started_at) / 1000));
+    json_t *body =
+        json_pack("{s:s, s:s, s:s, s:O, s:o, s:o, s:I, s:I, s:I}", "status", names[level], "version",
+                  PTC_VERSION, "engine", api->engine->ops->name, api->engine->ops->name, engine, "ssl", ssl,
+                  "checks", checks, "proxies", (json_int_t)s->n_proxies, "revision", (json_int_t)s->revision,
+                  "uptime_s", (json_int_t)((ptc_now_ms() - api->started_at) / 1000));
     json_decref(engine);
     ptc_state_release(s);
     ptc_call_reply(c, level == PTC_UNHEALTHY ? 500 : 200, body);

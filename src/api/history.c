@@ -32,7 +32,8 @@ static long long limit_param(ptc_call *c, long long def, long long max)
     if (v && ptc_parse_int(v, 1, max, &n) != 0) {
         char msg[80];
         snprintf(msg, sizeof(msg), "must be an integer from 1 to %lld", max);
-        ptc_call_error(c, 400, "INVALID_QUERY", "the query is not valid", json_pack("{s:{s:s}}", "fields", "limit", msg));
+        ptc_call_error(c, 400, "INVALID_QUERY", "the query is not valid",
+                       json_pack("{s:{s:s}}", "fields", "limit", msg));
         return -1;
     }
     return n;
@@ -49,9 +50,10 @@ void ptc_api_audit_list(ptc_call *c)
     if (since_s && ptc_parse_int(since_s, 0, INT64_MAX, &since) != 0) {
         int64_t ms;
         if (ptc_time_parse(since_s, &ms) != 0) {
-            ptc_call_error(c, 400, "INVALID_QUERY", "the query is not valid",
-                           json_pack("{s:{s:s}}", "fields", "since",
-                                     "must be a time like 2026-01-02T03:04:05Z or milliseconds since the epoch"));
+            ptc_call_error(
+                c, 400, "INVALID_QUERY", "the query is not valid",
+                json_pack("{s:{s:s}}", "fields", "since",
+                          "must be a time like 2026-01-02T03:04:05Z or milliseconds since the epoch"));
             return;
         }
         since = ms;
@@ -67,11 +69,11 @@ void ptc_api_audit_list(ptc_call *c)
         ptc_time_format(e->ts, ts, sizeof(ts));
         json_array_append_new(out, json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
                                              (json_int_t)e->id, "time", ts, "correlation_id",
-                                             opt_string(e->correlation_id), "actor", opt_string(e->actor), "action",
-                                             opt_string(e->action), "droplet_name", opt_string(e->droplet_name),
-                                             "domain", opt_string(e->domain), "result", opt_string(e->result),
-                                             "error_code", opt_string(e->error_code), "detail",
-                                             opt_string(e->detail)));
+                                             opt_string(e->correlation_id), "actor", opt_string(e->actor),
+                                             "action", opt_string(e->action), "droplet_name",
+                                             opt_string(e->droplet_name), "domain", opt_string(e->domain),
+                                             "result", opt_string(e->result), "error_code",
+                                             opt_string(e->error_code), "detail", opt_string(e->detail)));
     }
     ptc_audit_list_free(&list);
     ptc_call_reply(c, 200, out);
@@ -93,9 +95,9 @@ void ptc_api_revisions_list(ptc_call *c)
         const ptc_revision *r = &list.items[i];
         char ts[32];
         ptc_time_format(r->ts, ts, sizeof(ts));
-        json_array_append_new(out, json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:I}", "revision", (json_int_t)r->number,
-                                             "time", ts, "actor", opt_string(r->actor), "action",
-                                             opt_string(r->action), "correlation_id",
+        json_array_append_new(out, json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:I}", "revision",
+                                             (json_int_t)r->number, "time", ts, "actor", opt_string(r->actor),
+                                             "action", opt_string(r->action), "correlation_id",
                                              opt_string(r->correlation_id), "summary", opt_string(r->summary),
                                              "proxies", (json_int_t)r->n_proxies));
     }
@@ -179,8 +181,8 @@ void ptc_api_revision_restore(ptc_call *c)
         report = NULL;
         break;
     case PTC_APPLY_UNCHANGED:
-        ptc_call_reply(c, 200,
-                       json_pack("{s:I, s:{s:b}}", "restored", (json_int_t)arg.number, "apply", "changed", 0));
+        ptc_call_reply(
+            c, 200, json_pack("{s:I, s:{s:b}}", "restored", (json_int_t)arg.number, "apply", "changed", 0));
         break;
     case PTC_APPLY_ANSWERED:
         break;

@@ -24,7 +24,6 @@ json_t *ptc_api_proxy_json(ptc_api *api, const ptc_state *s, const ptc_proxy *p)
     return j;
 }
 
-
 void ptc_api_proxies_list(ptc_call *c)
 {
     const ptc_state *s = ptc_api_state(c->api);
@@ -87,8 +86,8 @@ static const ptc_state *build_put(ptc_call *c, const ptc_state *cur, int64_t rev
 
     if (owner && strcmp(owner->name, a->proxy->name) != 0) {
         ptc_call_error(c, 409, "ROUTE_CONFLICT", "another proxy already routes this domain and path prefix",
-                       json_pack("{s:s, s:s, s:s}", "domain", owner->domain, "path_prefix", owner->path_prefix,
-                                 "owner", owner->name));
+                       json_pack("{s:s, s:s, s:s}", "domain", owner->domain, "path_prefix",
+                                 owner->path_prefix, "owner", owner->name));
         return NULL;
     }
     if (old && ptc_proxy_spec_equal(old, a->proxy))
@@ -187,7 +186,8 @@ static const ptc_state *build_delete(ptc_call *c, const ptc_state *cur, int64_t 
     bool last_of_domain = true;
     (void)rev;
     if (p == NULL) {
-        ptc_call_error(c, 404, "PROXY_NOT_FOUND", "no proxy has this name", json_pack("{s:s}", "name", a->name));
+        ptc_call_error(c, 404, "PROXY_NOT_FOUND", "no proxy has this name",
+                       json_pack("{s:s}", "name", a->name));
         return NULL;
     }
     for (size_t i = 0; i < cur->n_proxies; i++)
@@ -228,8 +228,8 @@ void ptc_api_proxy_delete(ptc_call *c)
     if (ptc_api_apply(c, &chg, &report, &next) == PTC_APPLY_DONE) {
         json_object_set_new(report, "changed", json_true());
         ptc_call_reply(c, 200,
-                       json_pack("{s:s, s:s, s:b, s:o}", "droplet_name", name, "domain", arg.domain, "deleted", 1,
-                                 "apply", report));
+                       json_pack("{s:s, s:s, s:b, s:o}", "droplet_name", name, "domain", arg.domain,
+                                 "deleted", 1, "apply", report));
         report = NULL;
     }
     json_decref(report);

@@ -76,8 +76,9 @@ void ptc_call_error(ptc_call *c, unsigned status, const char *code, const char *
     if (details == NULL)
         details = json_object();
     json_object_set_new(details, "correlation_id", json_string(c->correlation_id));
-    ptc_call_reply(c, status,
-                   json_pack("{s:{s:s, s:s, s:o}}", "error", "code", code, "message", text, "details", details));
+    ptc_call_reply(
+        c, status,
+        json_pack("{s:{s:s, s:s, s:o}}", "error", "code", code, "message", text, "details", details));
     free(text);
 }
 
@@ -90,9 +91,9 @@ json_t *ptc_call_json_body(ptc_call *c, bool empty_ok)
     /* JSON_REJECT_DUPLICATES: {"domain": "a", "domain": "b"} is ambiguous. */
     j = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (j == NULL) {
-        ptc_call_error(c, 400, "INVALID_JSON", "the body is not valid JSON",
-                       json_pack("{s:s, s:i, s:i}", "reason", jerr.text, "line", jerr.line, "column",
-                                 jerr.column));
+        ptc_call_error(
+            c, 400, "INVALID_JSON", "the body is not valid JSON",
+            json_pack("{s:s, s:i, s:i}", "reason", jerr.text, "line", jerr.line, "column", jerr.column));
         return NULL;
     }
     if (!json_is_object(j)) {
@@ -140,8 +141,8 @@ static void audit_text_free(audit_text *t)
     free(t->detail);
 }
 
-void ptc_api_audit(ptc_call *c, const char *action, const char *droplet, const char *domain, const char *result,
-                   const char *error_code, const char *detail)
+void ptc_api_audit(ptc_call *c, const char *action, const char *droplet, const char *domain,
+                   const char *result, const char *error_code, const char *detail)
 {
     audit_text t = audit_text_of(droplet, domain, detail);
     ptc_audit_entry e = {
@@ -157,8 +158,9 @@ void ptc_api_audit(ptc_call *c, const char *action, const char *droplet, const c
     };
     if (ptc_store_audit_append(c->api->store, &e) != 0)
         ptc_log_error("audit entry lost", PTC_LS("action", action), PTC_LS("result", result));
-    ptc_log_info("audit", PTC_LS("action", action), PTC_LS("actor", c->actor), PTC_LS("droplet_name", droplet),
-                 PTC_LS("domain", domain), PTC_LS("result", result), PTC_LS("error_code", error_code));
+    ptc_log_info("audit", PTC_LS("action", action), PTC_LS("actor", c->actor),
+                 PTC_LS("droplet_name", droplet), PTC_LS("domain", domain), PTC_LS("result", result),
+                 PTC_LS("error_code", error_code));
     audit_text_free(&t);
 }
 
@@ -185,7 +187,8 @@ static const char *header(struct MHD_Connection *conn, const char *name)
     return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
 }
 
-static void init_call(ptc_call *c, ptc_api *api, struct MHD_Connection *conn, const char *method, const char *url)
+static void init_call(ptc_call *c, ptc_api *api, struct MHD_Connection *conn, const char *method,
+                      const char *url)
 {
     const char *id = header(conn, "X-Request-ID");
     if (!safe_id(id))
@@ -308,7 +311,8 @@ static void dispatch(ptc_call *c)
         return;
     }
     if (c->body_len > 0 && !json_content_type(c->conn)) {
-        ptc_call_error(c, 415, "UNSUPPORTED_MEDIA_TYPE", "send the body as Content-Type: application/json", NULL);
+        ptc_call_error(c, 415, "UNSUPPORTED_MEDIA_TYPE", "send the body as Content-Type: application/json",
+                       NULL);
         return;
     }
     found->handler(c);
@@ -339,8 +343,8 @@ static enum MHD_Result send_answer(ptc_call *c)
     MHD_add_response_header(resp, "X-Correlation-ID", c->correlation_id);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (c->status == 405 && c->reply) {
-        const char *allow =
-            json_string_value(json_object_get(json_object_get(json_object_get(c->reply, "error"), "details"), "allow"));
+        const char *allow = json_string_value(
+            json_object_get(json_object_get(json_object_get(c->reply, "error"), "details"), "allow"));
         if (allow)
             MHD_add_response_header(resp, "Allow", allow);
     }
@@ -351,8 +355,8 @@ static enum MHD_Result send_answer(ptc_call *c)
 
 static void finish_call(ptc_call *c, int64_t started)
 {
-    ptc_log_info("api call", PTC_LS("method", c->method), PTC_LS("path", c->path), PTC_LI("status", c->status),
-                 PTC_LI("ms", ptc_mono_ms() - started));
+    ptc_log_info("api call", PTC_LS("method", c->method), PTC_LS("path", c->path),
+                 PTC_LI("status", c->status), PTC_LI("ms", ptc_mono_ms() - started));
     ptc_log_set_correlation_id(NULL);
     json_decref(c->reply);
     free(c->text);
@@ -409,7 +413,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return ret;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
 {
     pending *pd = *req_cls;
     (void)cls;
@@ -475,7 +480,8 @@ static char *load_token(const ptc_settings *s, char *err, size_t errlen)
 }
 
 /* Reads api_listen into a socket address; returns 0 or -EINVAL. */
-static int listen_address(const ptc_settings *s, struct sockaddr_storage *sa, bool *loopback, char *err, size_t errlen)
+static int listen_address(const ptc_settings *s, struct sockaddr_storage *sa, bool *loopback, char *err,
+                          size_t errlen)
 {
     char host[256];
     unsigned port;
@@ -513,9 +519,10 @@ int ptc_api_preflight(const ptc_settings *s, char *err, size_t errlen)
     if (listen_address(s, &sa, &loopback, err, errlen) != 0) {
         rc = -EINVAL;
     } else if (!loopback && token == NULL) {
-        snprintf(err, errlen,
-                 "api_listen %s is not a loopback address: set api_token (or api_token_file) to expose the API",
-                 ptc_settings_get(s, PTC_SET_API_LISTEN));
+        snprintf(
+            err, errlen,
+            "api_listen %s is not a loopback address: set api_token (or api_token_file) to expose the API",
+            ptc_settings_get(s, PTC_SET_API_LISTEN));
         rc = -EINVAL;
     }
     free(token);
@@ -578,9 +585,10 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ERROR_LOG |
             (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
         0, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(128 * 1024), MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_END);
     if (api->daemon == NULL) {
         snprintf(err, errlen, "api_listen %s: cannot listen (%s)", ptc_settings_get(s, PTC_SET_API_LISTEN),
                  strerror(errno));
@@ -681,11 +689,13 @@ void ptc_api_audit_end(ptc_call *c, int64_t id, const char *action, const char *
         ptc_api_audit(c, action, droplet, domain, result, error_code, detail);
         return;
     }
-    ptc_log_info("audit", PTC_LS("action", action), PTC_LS("actor", c->actor), PTC_LS("droplet_name", droplet),
-                 PTC_LS("domain", domain), PTC_LS("result", result), PTC_LS("error_code", error_code));
+    ptc_log_info("audit", PTC_LS("action", action), PTC_LS("actor", c->actor),
+                 PTC_LS("droplet_name", droplet), PTC_LS("domain", domain), PTC_LS("result", result),
+                 PTC_LS("error_code", error_code));
 }
 
-void ptc_api_audit_end_failure(ptc_call *c, int64_t id, const char *action, const char *droplet, const char *domain)
+void ptc_api_audit_end_failure(ptc_call *c, int64_t id, const char *action, const char *droplet,
+                               const char *domain)
 {
     const char *code;
     char *detail = failure_of(c, &code);

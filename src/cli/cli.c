@@ -35,8 +35,8 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
 
 /* One API call.  Returns 0 with *status and *reply (JSON or NULL when the
  * body is not JSON, *text then holds it), or EXIT_UNREACHABLE. */
-static int call(const cli *cl, const char *method, const char *path, const char *body, long *status, json_t **reply,
-                char **text)
+static int call(const cli *cl, const char *method, const char *path, const char *body, long *status,
+                json_t **reply, char **text)
 {
     int rc = 0;
     char *url = ptc_xasprintf("%s%s", cl->url, path);
@@ -142,17 +142,20 @@ static void print_proxies(const json_t *list)
 {
     size_t i;
     const json_t *p;
-    printf("%-24s %-32s %-12s %-24s %-4s %-10s %s\n", "NAME", "DOMAIN", "PATH", "UPSTREAM", "SSL", "HEALTH", "REV");
-    json_array_foreach(list, i, p) {
+    printf("%-24s %-32s %-12s %-24s %-4s %-10s %s\n", "NAME", "DOMAIN", "PATH", "UPSTREAM", "SSL", "HEALTH",
+           "REV");
+    json_array_foreach(list, i, p)
+    {
         printf("%-24s %-32s %-12s %-24s %-4s %-10s %lld\n", str(p, "droplet_name"), str(p, "domain"),
-               str(p, "path_prefix"), str(p, "upstream"), json_is_true(json_object_get(p, "ssl_enabled")) ? "yes" : "no",
-               str(p, "last_health_status"), (long long)json_integer_value(json_object_get(p, "revision")));
+               str(p, "path_prefix"), str(p, "upstream"),
+               json_is_true(json_object_get(p, "ssl_enabled")) ? "yes" : "no", str(p, "last_health_status"),
+               (long long)json_integer_value(json_object_get(p, "revision")));
     }
 }
 
 static void print_proxy(const json_t *p)
 {
-    const char *keys[] = {"droplet_name", "domain", "path_prefix", "upstream", "status", "source",
+    const char *keys[] = {"droplet_name",       "domain",     "path_prefix", "upstream", "status", "source",
                           "last_health_status", "created_at", "updated_at"};
     for (size_t k = 0; k < PTC_ARRAY_LEN(keys); k++)
         printf("%-20s %s\n", keys[k], str(p, keys[k]));
@@ -183,9 +186,11 @@ static void print_audit(const json_t *list)
     const json_t *e;
     printf("%-24s %-18s %-20s %-9s %-22s %-14s %s\n", "TIME", "ACTION", "NAME", "RESULT", "ERROR", "ACTOR",
            "CORRELATION_ID");
-    json_array_foreach(list, i, e) {
-        printf("%-24s %-18s %-20s %-9s %-22s %-14s %s\n", str(e, "time"), str(e, "action"), str(e, "droplet_name"),
-               str(e, "result"), str(e, "error_code"), str(e, "actor"), str(e, "correlation_id"));
+    json_array_foreach(list, i, e)
+    {
+        printf("%-24s %-18s %-20s %-9s %-22s %-14s %s\n", str(e, "time"), str(e, "action"),
+               str(e, "droplet_name"), str(e, "result"), str(e, "error_code"), str(e, "actor"),
+               str(e, "correlation_id"));
     }
 }
 
@@ -194,9 +199,11 @@ static void print_revisions(const json_t *list)
     size_t i;
     const json_t *r;
     printf("%-8s %-24s %-18s %-8s %s\n", "REV", "TIME", "ACTION", "PROXIES", "SUMMARY");
-    json_array_foreach(list, i, r) {
-        printf("%-8lld %-24s %-18s %-8lld %s\n", (long long)json_integer_value(json_object_get(r, "revision")),
-               str(r, "time"), str(r, "action"), (long long)json_integer_value(json_object_get(r, "proxies")),
+    json_array_foreach(list, i, r)
+    {
+        printf("%-8lld %-24s %-18s %-8lld %s\n",
+               (long long)json_integer_value(json_object_get(r, "revision")), str(r, "time"),
+               str(r, "action"), (long long)json_integer_value(json_object_get(r, "proxies")),
                str(r, "summary"));
     }
 }
@@ -206,8 +213,10 @@ static void print_certs(const json_t *list)
     size_t i;
     const json_t *c;
     printf("%-32s %-9s %-24s %s\n", "DOMAIN", "SOURCE", "NOT_AFTER", "ISSUER");
-    json_array_foreach(list, i, c) {
-        printf("%-32s %-9s %-24s %s\n", str(c, "domain"), str(c, "source"), str(c, "not_after"), str(c, "issuer"));
+    json_array_foreach(list, i, c)
+    {
+        printf("%-32s %-9s %-24s %s\n", str(c, "domain"), str(c, "source"), str(c, "not_after"),
+               str(c, "issuer"));
     }
 }
 
@@ -217,7 +226,8 @@ static void print_ssl(const json_t *c)
     for (size_t k = 0; k < PTC_ARRAY_LEN(keys); k++)
         if (json_object_get(c, keys[k]))
             printf("%-12s %s\n", keys[k], str(c, keys[k]));
-    printf("%-12s %s\n", "issued", json_is_true(json_object_get(c, "issued")) ? "yes (new certificate)" : "no (kept)");
+    printf("%-12s %s\n", "issued",
+           json_is_true(json_object_get(c, "issued")) ? "yes (new certificate)" : "no (kept)");
 }
 
 static void print_health(const json_t *h)
@@ -244,7 +254,8 @@ static void print_names(const char *label, const json_t *list)
 static void print_sync(const json_t *r)
 {
     const json_t *ch = json_object_get(r, "changes");
-    printf("%-10s %s (revision %lld)\n", "changed", json_is_true(json_object_get(r, "changed")) ? "yes" : "no",
+    printf("%-10s %s (revision %lld)\n", "changed",
+           json_is_true(json_object_get(r, "changed")) ? "yes" : "no",
            (long long)json_integer_value(json_object_get(r, "revision")));
     print_names("created", json_object_get(ch, "created"));
     print_names("updated", json_object_get(ch, "updated"));
@@ -265,10 +276,11 @@ static void print_ports(const json_t *r)
            (long long)json_integer_value(json_object_get(r, "total_allocated")),
            (long long)json_integer_value(json_object_get(r, "total_available")));
     printf("%-8s %-28s %-9s %-9s %s\n", "PORT", "OWNER", "INTERNAL", "STATUS", "ALLOCATED_AT");
-    json_array_foreach(json_object_get(r, "allocations"), i, a) {
+    json_array_foreach(json_object_get(r, "allocations"), i, a)
+    {
         printf("%-8lld %-28s %-9lld %-9s %s\n", (long long)json_integer_value(json_object_get(a, "port")),
-               str(a, "owner"), (long long)json_integer_value(json_object_get(a, "internal_port")), str(a, "status"),
-               str(a, "allocated_at"));
+               str(a, "owner"), (long long)json_integer_value(json_object_get(a, "internal_port")),
+               str(a, "status"), str(a, "allocated_at"));
     }
 }
 
@@ -280,8 +292,7 @@ static void print_port_map(const json_t *r)
     if (map == NULL)
         map = json_object_get(r, "released_ports");
     printf("%s%s\n", str(r, "owner"), json_object_get(r, "released_ports") ? " (released)" : "");
-    json_object_foreach((json_t *)map, k, v)
-        printf("  %s -> %lld\n", k, (long long)json_integer_value(v));
+    json_object_foreach((json_t *)map, k, v) printf("  %s -> %lld\n", k, (long long)json_integer_value(v));
 }
 
 static void print_dns_records(const json_t *list)
@@ -291,7 +302,8 @@ static void print_dns_records(const json_t *list)
     if (json_is_object(list))
         list = json_object_get(list, "records");
     printf("%-40s %-5s %-40s %-6s %s\n", "NAME", "TYPE", "VALUE", "TTL", "SOURCE");
-    json_array_foreach(list, i, r) {
+    json_array_foreach(list, i, r)
+    {
         printf("%-40s %-5s %-40s %-6lld %s\n", str(r, "name"), str(r, "type"), str(r, "value"),
                (long long)json_integer_value(json_object_get(r, "ttl")), str(r, "source"));
     }
@@ -319,7 +331,8 @@ static void usage(void)
           "  health | audit [--since=T] [--limit=N] | revisions [--limit=N] | restore N\n"
           "  sync                           sync the proxies from the registry (registry_url)\n"
           "  ports list [--all] | get OWNER | allocate OWNER INTERNAL_PORT | release OWNER\n"
-          "  dns list | get NAME | put NAME --type=A|AAAA --value=IP [--ttl=N] | delete NAME [--type=T] | zone\n"
+          "  dns list | get NAME | put NAME --type=A|AAAA --value=IP [--ttl=N] | delete NAME [--type=T] | "
+          "zone\n"
           "client options: --json; environment: PORTICO_URL (default http://127.0.0.1:8100), PORTICO_TOKEN\n",
           stderr);
 }
@@ -441,10 +454,12 @@ static int cmd_certs(const cli *cl, int argc, char **argv)
     if (strcmp(argv[0], "delete") == 0)
         return run(cl, "DELETE", path, NULL, NULL);
     if (strcmp(argv[0], "put") == 0) {
-        const char *cf = flag_value(argc - 2, argv + 2, "--cert="), *kf = flag_value(argc - 2, argv + 2, "--key=");
+        const char *cf = flag_value(argc - 2, argv + 2, "--cert="),
+                   *kf = flag_value(argc - 2, argv + 2, "--key=");
         char *chain = NULL, *key = NULL, *body = NULL;
         int rc = EXIT_USAGE;
-        if (cf == NULL || kf == NULL || (chain = read_body_file(cf)) == NULL || (key = read_body_file(kf)) == NULL)
+        if (cf == NULL || kf == NULL || (chain = read_body_file(cf)) == NULL ||
+            (key = read_body_file(kf)) == NULL)
             goto put_out;
         json_t *b = json_pack("{s:s, s:s}", "certificate", chain, "key", key);
         body = json_dumps(b, JSON_COMPACT);
@@ -626,8 +641,8 @@ static int cmd_restore(const cli *cl, int argc, char **argv)
     return run(cl, "POST", path, "{}", NULL);
 }
 
-static const char *const commands[] = {"proxies", "certs", "ssl", "health", "audit", "revisions", "restore", "ports",
-                                       "dns", "sync"};
+static const char *const commands[] = {"proxies",   "certs",   "ssl",   "health", "audit",
+                                       "revisions", "restore", "ports", "dns",    "sync"};
 
 int ptc_cli_knows(const char *name)
 {

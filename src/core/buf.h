@@ -11,7 +11,10 @@ typedef struct ptc_buf {
     size_t cap;
 } ptc_buf;
 
-#define PTC_BUF_INIT {NULL, 0, 0}
+#define PTC_BUF_INIT                                                                                         \
+    {                                                                                                        \
+        NULL, 0, 0                                                                                           \
+    }
 
 void ptc_buf_reserve(ptc_buf *b, size_t extra);
 void ptc_buf_append(ptc_buf *b, const void *p, size_t n);

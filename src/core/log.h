@@ -13,7 +13,12 @@
 
 typedef enum ptc_log_level { PTC_LOG_DEBUG, PTC_LOG_INFO, PTC_LOG_WARN, PTC_LOG_ERROR } ptc_log_level;
 
-typedef enum ptc_log_kv_type { PTC_LOG_KV_END, PTC_LOG_KV_STR, PTC_LOG_KV_INT, PTC_LOG_KV_BOOL } ptc_log_kv_type;
+typedef enum ptc_log_kv_type {
+    PTC_LOG_KV_END,
+    PTC_LOG_KV_STR,
+    PTC_LOG_KV_INT,
+    PTC_LOG_KV_BOOL
+} ptc_log_kv_type;
 
 typedef struct ptc_log_kv {
     const char *key;
@@ -26,10 +31,14 @@ typedef struct ptc_log_kv {
 #define PTC_LI(K, V) ((ptc_log_kv){.key = (K), .type = PTC_LOG_KV_INT, .i = (long long)(V)})
 #define PTC_LB(K, V) ((ptc_log_kv){.key = (K), .type = PTC_LOG_KV_BOOL, .i = !!(V)})
 
-#define ptc_log_debug(msg, ...) ptc_log_emit(PTC_LOG_DEBUG, (msg), (const ptc_log_kv[]){__VA_ARGS__ __VA_OPT__(, ){0}})
-#define ptc_log_info(msg, ...) ptc_log_emit(PTC_LOG_INFO, (msg), (const ptc_log_kv[]){__VA_ARGS__ __VA_OPT__(, ){0}})
-#define ptc_log_warn(msg, ...) ptc_log_emit(PTC_LOG_WARN, (msg), (const ptc_log_kv[]){__VA_ARGS__ __VA_OPT__(, ){0}})
-#define ptc_log_error(msg, ...) ptc_log_emit(PTC_LOG_ERROR, (msg), (const ptc_log_kv[]){__VA_ARGS__ __VA_OPT__(, ){0}})
+#define ptc_log_debug(msg, ...)                                                                              \
+    ptc_log_emit(PTC_LOG_DEBUG, (msg), (const ptc_log_kv[]){__VA_ARGS__ __VA_OPT__(, ){0}})
+#define ptc_log_info(msg, ...)                                                                               \
+    ptc_log_emit(PTC_LOG_INFO, (msg), (const ptc_log_kv[]){__VA_ARGS__ __VA_OPT__(, ){0}})
+#define ptc_log_warn(msg, ...)                                                                               \
+    ptc_log_emit(PTC_LOG_WARN, (msg), (const ptc_log_kv[]){__VA_ARGS__ __VA_OPT__(, ){0}})
+#define ptc_log_error(msg, ...)                                                                              \
+    ptc_log_emit(PTC_LOG_ERROR, (msg), (const ptc_log_kv[]){__VA_ARGS__ __VA_OPT__(, ){0}})
 
 /* Sets the minimum level, the format (json or text) and the descriptor lines
  * go to (stderr by default).  Call once at start-up, before threads. */

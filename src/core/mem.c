@@ -10,7 +10,8 @@
 static void oom(size_t size)
 {
     char msg[96];
-    int n = snprintf(msg, sizeof(msg), "{\"level\":\"fatal\",\"msg\":\"out of memory\",\"size\":%zu}\n", size);
+    int n =
+        snprintf(msg, sizeof(msg), "{\"level\":\"fatal\",\"msg\":\"out of memory\",\"size\":%zu}\n", size);
     if (n > 0 && write(STDERR_FILENO, msg, (size_t)n) < 0) {
         /* nothing left to do */
     }

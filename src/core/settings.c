@@ -23,13 +23,14 @@ typedef struct setting_def {
 } setting_def;
 
 static const setting_def defs[PTC_SETTINGS_COUNT] = {
-#define PTC_SETTING_DEF(ID, name, type, def, spec, flags, help) {#name, PTC_SETTING_##type, def, spec, flags, help},
+#define PTC_SETTING_DEF(ID, name, type, def, spec, flags, help)                                              \
+    {#name, PTC_SETTING_##type, def, spec, flags, help},
     PTC_SETTINGS_TABLE(PTC_SETTING_DEF)
 #undef PTC_SETTING_DEF
 };
 
 static const char *const type_names[] = {"string", "int",  "bool",      "enum",     "addr",
-                                          "addr?",  "size", "portrange", "portlist", "cidrs"};
+                                         "addr?",  "size", "portrange", "portlist", "cidrs"};
 static const char *const source_names[] = {"default", "derived", "file", "env", "flag"};
 
 struct ptc_settings {
@@ -383,7 +384,8 @@ static int find_setting(const char *name, size_t len)
     return -1;
 }
 
-static int set_value(ptc_settings *s, int id, const char *value, ptc_setting_source src, char *err, size_t errlen)
+static int set_value(ptc_settings *s, int id, const char *value, ptc_setting_source src, char *err,
+                     size_t errlen)
 {
     int rc = validate(s, (ptc_setting_id)id, value, err, errlen);
     if (rc != 0)

@@ -22,8 +22,9 @@
       "bearer token every API call but the health check must carry; empty: none (loopback only)")            \
     X(API_TOKEN_FILE, api_token_file, STR, "", "", 0, "file holding api_token (its first line)")             \
     X(ENGINE, engine, ENUM, "builtin", "builtin|nginx|caddy", 0, "what serves the traffic")                  \
-    X(HTTP_LISTEN, http_listen, ADDR, "0.0.0.0:8080", "", 0, "plain HTTP listener of the data plane")         \
-    X(HTTPS_LISTEN, https_listen, ADDROPT, "0.0.0.0:8443", "", 0, "HTTPS listener of the data plane; empty: none") \
+    X(HTTP_LISTEN, http_listen, ADDR, "0.0.0.0:8080", "", 0, "plain HTTP listener of the data plane")        \
+    X(HTTPS_LISTEN, https_listen, ADDROPT, "0.0.0.0:8443", "", 0,                                            \
+      "HTTPS listener of the data plane; empty: none")                                                       \
     X(STATE_DIR, state_dir, STR, "./var", "", 0, "folder for the store, certificates and generated files")   \
     X(STORE, store, STR, "", "", PTC_SETTING_SECRET,                                                         \
       "store location: empty for {state_dir}/portico.db, sqlite:PATH, or postgres://...")                    \
@@ -34,14 +35,16 @@
     X(MAX_BODY_SIZE, max_body_size, SIZE, "1g", "", 0, "largest request body a route accepts (413 above)")   \
     X(HEADER_TIMEOUT_MS, header_timeout_ms, INT, "10000", "100:3600000", 0,                                  \
       "time a client has to send a whole request head")                                                      \
-    X(IDLE_TIMEOUT_MS, idle_timeout_ms, INT, "60000", "100:86400000", 0, "idle keep-alive connection lifetime") \
+    X(IDLE_TIMEOUT_MS, idle_timeout_ms, INT, "60000", "100:86400000", 0,                                     \
+      "idle keep-alive connection lifetime")                                                                 \
     X(BODY_MIN_RATE, body_min_rate, INT, "1024", "0:1073741824", 0,                                          \
       "slowest request body accepted, bytes per second averaged over 10 s; 0: no limit")                     \
     X(UPSTREAM_CONNECT_TIMEOUT_MS, upstream_connect_timeout_ms, INT, "5000", "100:600000", 0,                \
       "time to connect to an upstream (504 after)")                                                          \
     X(UPSTREAM_TIMEOUT_MS, upstream_timeout_ms, INT, "60000", "100:86400000", 0,                             \
       "time an upstream may stay silent while a response is due (504 before headers)")                       \
-    X(DRAIN_TIMEOUT_MS, drain_timeout_ms, INT, "10000", "0:600000", 0, "how long SIGTERM waits for requests in flight") \
+    X(DRAIN_TIMEOUT_MS, drain_timeout_ms, INT, "10000", "0:600000", 0,                                       \
+      "how long SIGTERM waits for requests in flight")                                                       \
     X(NGINX_BIN, nginx_bin, STR, "/usr/sbin/nginx", "", 0, "the nginx executable")                           \
     X(NGINX_CONF, nginx_conf, STR, "/etc/nginx/nginx.conf", "", 0, "nginx's main config file (nginx -t -c)") \
     X(NGINX_SITES_AVAILABLE, nginx_sites_available, STR, "/etc/nginx/sites-available", "", 0,                \
@@ -52,7 +55,7 @@
     X(NGINX_RELOAD_CMD, nginx_reload_cmd, STR, "{nginx_bin} -s reload", "", 0,                               \
       "reload command, split on white space (no shell); {nginx_bin} stands for nginx with the -p/-e/-c "     \
       "options portico also uses for nginx -t; left at this default, portico signals the master itself "     \
-      "(what nginx -s reload does, without its second parse of the whole config)")                          \
+      "(what nginx -s reload does, without its second parse of the whole config)")                           \
     X(NGINX_FILE_PREFIX, nginx_file_prefix, STR, "portico-", "", 0, "prefix of the files portico manages")   \
     X(NGINX_MANAGED, nginx_managed, BOOL, "false", "", 0,                                                    \
       "start and supervise a private nginx under {state_dir}/nginx; nginx paths left at their defaults "     \
@@ -60,27 +63,33 @@
     X(CADDY_BIN, caddy_bin, STR, "/usr/bin/caddy", "", 0, "the caddy executable")                            \
     X(CADDY_ADMIN, caddy_admin, ADDR, "127.0.0.1:2019", "", 0, "Caddy's admin API address")                  \
     X(CADDY_MANAGED, caddy_managed, BOOL, "false", "", 0, "start and supervise a private Caddy")             \
-    X(ACME_CLIENT, acme_client, ENUM, "builtin", "builtin|certbot", 0, "who talks to the ACME CA")          \
+    X(ACME_CLIENT, acme_client, ENUM, "builtin", "builtin|certbot", 0, "who talks to the ACME CA")           \
     X(ACME_DIRECTORY, acme_directory, STR, "https://acme-v02.api.letsencrypt.org/directory", "", 0,          \
       "ACME directory URL")                                                                                  \
     X(ACME_EMAIL, acme_email, STR, "", "", 0, "contact e-mail for the ACME account")                         \
     X(ACME_CA_BUNDLE, acme_ca_bundle, STR, "", "", 0, "PEM bundle trusted for the ACME server (tests)")      \
     X(ACME_WEBROOT, acme_webroot, STR, "", "", 0, "HTTP-01 webroot; empty: {state_dir}/acme-webroot")        \
-    X(ACME_KEY_TYPE, acme_key_type, ENUM, "ecdsa", "ecdsa|rsa", 0, "certificate key: ECDSA P-256 or RSA 2048") \
+    X(ACME_KEY_TYPE, acme_key_type, ENUM, "ecdsa", "ecdsa|rsa", 0,                                           \
+      "certificate key: ECDSA P-256 or RSA 2048")                                                            \
     X(ACME_TIMEOUT_MS, acme_timeout_ms, INT, "120000", "1000:3600000", 0,                                    \
-      "longest one issuance may take (the CA's answers, validation, polling, or certbot's run)")              \
+      "longest one issuance may take (the CA's answers, validation, polling, or certbot's run)")             \
     X(CERTBOT_BIN, certbot_bin, STR, "/usr/bin/certbot", "", 0, "the certbot executable")                    \
-    X(CERTBOT_CONFIG_DIR, certbot_config_dir, STR, "", "", 0, "certbot --config-dir; empty: {state_dir}/certbot/config") \
-    X(CERTBOT_WORK_DIR, certbot_work_dir, STR, "", "", 0, "certbot --work-dir; empty: {state_dir}/certbot/work") \
-    X(CERTBOT_LOGS_DIR, certbot_logs_dir, STR, "", "", 0, "certbot --logs-dir; empty: {state_dir}/certbot/logs") \
-    X(REGISTRY_URL, registry_url, STR, "", "", 0, "registry base URL (GET {registry_url}/droplets)")          \
+    X(CERTBOT_CONFIG_DIR, certbot_config_dir, STR, "", "", 0,                                                \
+      "certbot --config-dir; empty: {state_dir}/certbot/config")                                             \
+    X(CERTBOT_WORK_DIR, certbot_work_dir, STR, "", "", 0,                                                    \
+      "certbot --work-dir; empty: {state_dir}/certbot/work")                                                 \
+    X(CERTBOT_LOGS_DIR, certbot_logs_dir, STR, "", "", 0,                                                    \
+      "certbot --logs-dir; empty: {state_dir}/certbot/logs")                                                 \
+    X(REGISTRY_URL, registry_url, STR, "", "", 0, "registry base URL (GET {registry_url}/droplets)")         \
     X(REGISTRY_SYNC_INTERVAL, registry_sync_interval, INT, "0", "0:604800", 0,                               \
       "seconds between automatic registry syncs; 0: off")                                                    \
-    X(REGISTRY_PRUNE, registry_prune, BOOL, "false", "", 0, "delete registry proxies that left the registry") \
+    X(REGISTRY_PRUNE, registry_prune, BOOL, "false", "", 0,                                                  \
+      "delete registry proxies that left the registry")                                                      \
     X(REGISTRY_TIMEOUT_MS, registry_timeout_ms, INT, "5000", "100:600000", 0, "registry request timeout")    \
     X(BASE_DOMAIN, base_domain, STR, "", "", 0, "domain of droplets without one: {name}.{base_domain}")      \
     X(HEALTH_CHECK_PATH, health_check_path, STR, "/health", "", 0, "default health check path")              \
-    X(HEALTH_CHECK_TIMEOUT_MS, health_check_timeout_ms, INT, "1000", "10:600000", 0, "default health check timeout") \
+    X(HEALTH_CHECK_TIMEOUT_MS, health_check_timeout_ms, INT, "1000", "10:600000", 0,                         \
+      "default health check timeout")                                                                        \
     X(HEALTH_CHECK_INTERVAL_MS, health_check_interval_ms, INT, "5000", "100:86400000", 0,                    \
       "default interval of active health checks")                                                            \
     X(HEALTH_CHECK_CONCURRENCY, health_check_concurrency, INT, "256", "1:10000", 0,                          \
@@ -88,8 +97,9 @@
     X(HEALTH_CHECK_CONNECTIONS, health_check_connections, INT, "0", "0:1000000", 0,                          \
       "idle upstream connections the health checks keep for reuse; 0: half the descriptor limit")            \
     X(HEALTH_CHECK_PASSIVE_FAILURES, health_check_passive_failures, INT, "3", "0:1000", 0,                   \
-      "failed connection attempts in a row that take an upstream out of the builtin engine's rotation until " \
-      "its health check passes; 0: off")                                                                      \
+      "failed connection attempts in a row that take an upstream out of the builtin engine's rotation "      \
+      "until "                                                                                               \
+      "its health check passes; 0: off")                                                                     \
     X(PORT_RANGE, port_range, PORTRANGE, "9000-19999", "", 0, "range the port allocator hands out")          \
     X(RESERVED_PORTS, reserved_ports, PORTLIST, "", "", 0, "ports (and ranges) never handed out")            \
     X(DNS_LISTEN, dns_listen, ADDROPT, "", "", 0, "DNS responder address (UDP and TCP); empty: off")         \

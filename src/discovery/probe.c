@@ -38,7 +38,8 @@ void ptc_probe_run(ptc_probe *probes, size_t n)
         p->healthy = false;
         p->status = 0;
         p->error[0] = '\0';
-        snprintf(url, sizeof(url), "http://%s%s%s:%u%s", v6 ? "[" : "", p->host, v6 ? "]" : "", p->port, p->path);
+        snprintf(url, sizeof(url), "http://%s%s%s:%u%s", v6 ? "[" : "", p->host, v6 ? "]" : "", p->port,
+                 p->path);
         ctx[i].probe = p;
         easy[i] = curl_easy_init();
         curl_easy_setopt(easy[i], CURLOPT_URL, url);

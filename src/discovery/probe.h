@@ -13,10 +13,10 @@ typedef struct ptc_probe {
     const char *path;
     long timeout_ms;
     /* results */
-    bool healthy;     /* a 2xx or 3xx answer arrived in time */
-    int status;       /* HTTP status, 0 when none */
+    bool healthy; /* a 2xx or 3xx answer arrived in time */
+    int status;   /* HTTP status, 0 when none */
     long duration_ms;
-    char error[160];  /* why not healthy, or "" */
+    char error[160]; /* why not healthy, or "" */
 } ptc_probe;
 
 /* Runs every probe concurrently and fills its results.  Blocks until all

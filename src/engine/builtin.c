@@ -75,7 +75,8 @@ static int builtin_start(ptc_engine *e, const ptc_state *state, char *err, size_
         return rc;
     }
     b->started = true;
-    ptc_log_info("builtin engine serving", PTC_LS("http_listen", ptc_settings_get(e->settings, PTC_SET_HTTP_LISTEN)),
+    ptc_log_info("builtin engine serving",
+                 PTC_LS("http_listen", ptc_settings_get(e->settings, PTC_SET_HTTP_LISTEN)),
                  PTC_LS("https_listen", ptc_settings_get(e->settings, PTC_SET_HTTPS_LISTEN)),
                  PTC_LI("routes", state->n_proxies), PTC_LI("certificates", state->n_certs));
     return 0;
@@ -92,13 +93,15 @@ static void builtin_apply(ptc_engine *e, const ptc_apply_request *req, ptc_apply
         res->code = "ENGINE_APPLY_FAILED";
         snprintf(res->message, sizeof(res->message), "the data plane refused the change: %.400s", err);
         res->details = json_pack("{s:s}", "reason", err);
-        res->report = json_pack("{s:s, s:I}", "engine", "builtin", "duration_ms", (json_int_t)(ptc_mono_ms() - t0));
+        res->report =
+            json_pack("{s:s, s:I}", "engine", "builtin", "duration_ms", (json_int_t)(ptc_mono_ms() - t0));
         return;
     }
     b->generation = ptc_dataplane_publish(b->dp, snap);
     int64_t swapped = ptc_mono_ms();
-    res->report = json_pack("{s:s, s:I, s:I, s:I}", "engine", "builtin", "generation", (json_int_t)b->generation,
-                            "swap_ms", (json_int_t)(swapped - t0), "routes", (json_int_t)req->next->n_proxies);
+    res->report =
+        json_pack("{s:s, s:I, s:I, s:I}", "engine", "builtin", "generation", (json_int_t)b->generation,
+                  "swap_ms", (json_int_t)(swapped - t0), "routes", (json_int_t)req->next->n_proxies);
     if (req->verify_domain) {
         const ptc_proxy *p = NULL;
         for (size_t i = 0; i < req->next->n_proxies && p == NULL; i++)

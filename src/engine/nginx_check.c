@@ -242,7 +242,12 @@ static const char *const variable_tokens[] = {
 };
 
 static const char *const quoted_tokens[] = {
-    "", "nosniff", "SAMEORIGIN", "1; mode=block", PTC_NGINX_NOT_FOUND_HOST, PTC_NGINX_NOT_FOUND_PATH,
+    "",
+    "nosniff",
+    "SAMEORIGIN",
+    "1; mode=block",
+    PTC_NGINX_NOT_FOUND_HOST,
+    PTC_NGINX_NOT_FOUND_PATH,
     PTC_NGINX_NO_HEALTHY_UPSTREAM,
 };
 

@@ -12,14 +12,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define PTC_HTTP_CHUNK_EXT_MAX 4096   /* bytes of extensions per chunk line, the first ';' included */
-#define PTC_HTTP_TRAILER_MAX 16384    /* bytes of trailer fields */
+#define PTC_HTTP_CHUNK_EXT_MAX 4096 /* bytes of extensions per chunk line, the first ';' included */
+#define PTC_HTTP_TRAILER_MAX 16384  /* bytes of trailer fields */
 
 typedef struct ptc_http_chunked {
-    int state;          /* private */
-    uint64_t remaining; /* data bytes left in the current chunk (while a size line is read: the size so far) */
-    size_t count;       /* private: bytes of the current size line, extension or trailer */
-    bool done;          /* the last chunk and the trailer section were read */
+    int state; /* private */
+    uint64_t
+        remaining; /* data bytes left in the current chunk (while a size line is read: the size so far) */
+    size_t count;  /* private: bytes of the current size line, extension or trailer */
+    bool done;     /* the last chunk and the trailer section were read */
 } ptc_http_chunked;
 
 void ptc_http_chunked_init(ptc_http_chunked *c);

@@ -18,10 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PTC_HTTP_MAX_HEADERS 100         /* more: 431 */
-#define PTC_HTTP_MAX_REQUEST_LINE 8192   /* longer: 414 */
-#define PTC_HTTP_MAX_HEAD 32768          /* whole head larger: 431 */
-#define PTC_HTTP_MAX_FIELD_LINE 8192     /* one header line longer: 431 */
+#define PTC_HTTP_MAX_HEADERS 100       /* more: 431 */
+#define PTC_HTTP_MAX_REQUEST_LINE 8192 /* longer: 414 */
+#define PTC_HTTP_MAX_HEAD 32768        /* whole head larger: 431 */
+#define PTC_HTTP_MAX_FIELD_LINE 8192   /* one header line longer: 431 */
 
 typedef enum ptc_http_method {
     PTC_HTTP_OTHER = 0, /* a valid token we do not know: forwarded as is */
@@ -37,10 +37,10 @@ typedef enum ptc_http_method {
 } ptc_http_method;
 
 typedef enum ptc_http_target_form {
-    PTC_HTTP_FORM_ORIGIN,   /* /path?query */
-    PTC_HTTP_FORM_ABSOLUTE, /* http://host/path?query */
-    PTC_HTTP_FORM_AUTHORITY,/* host:port (CONNECT only; we answer 405) */
-    PTC_HTTP_FORM_ASTERISK, /* * (OPTIONS only) */
+    PTC_HTTP_FORM_ORIGIN,    /* /path?query */
+    PTC_HTTP_FORM_ABSOLUTE,  /* http://host/path?query */
+    PTC_HTTP_FORM_AUTHORITY, /* host:port (CONNECT only; we answer 405) */
+    PTC_HTTP_FORM_ASTERISK,  /* * (OPTIONS only) */
 } ptc_http_target_form;
 
 typedef struct ptc_http_header {
@@ -58,11 +58,11 @@ typedef struct ptc_http_error {
 typedef struct ptc_http_request {
     ptc_http_method method;
     ptc_str method_name;
-    ptc_str target;    /* the request-target exactly as received */
+    ptc_str target; /* the request-target exactly as received */
     ptc_http_target_form form;
-    ptc_str path;      /* the path part of target (absolute-form: after the authority, or a static "/"
-                          when it has none; asterisk-form: "*"), not yet normalised */
-    ptc_str query;     /* after '?' (without it); empty when there is none */
+    ptc_str path;  /* the path part of target (absolute-form: after the authority, or a static "/"
+                      when it has none; asterisk-form: "*"), not yet normalised */
+    ptc_str query; /* after '?' (without it); empty when there is none */
     bool has_query;
     ptc_str authority; /* absolute-form: the target's authority, which wins over Host (RFC 9112 §3.2.2);
                           else the Host header's value; empty for HTTP/1.0 without Host.  Validated

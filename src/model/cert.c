@@ -48,10 +48,11 @@ static json_t *sans_json(const ptc_cert *c)
 
 json_t *ptc_cert_to_stored(const ptc_cert *c)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:o, s:s, s:I}", "domain", c->domain, "certificate",
-                     c->cert_pem, "key", c->key_pem, "source", c->source, "issuer", c->issuer, "subject",
-                     c->subject, "not_before", (json_int_t)c->not_before, "not_after", (json_int_t)c->not_after,
-                     "sans", sans_json(c), "fingerprint", c->fingerprint, "updated_at", (json_int_t)c->updated_at);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:o, s:s, s:I}", "domain", c->domain,
+                     "certificate", c->cert_pem, "key", c->key_pem, "source", c->source, "issuer", c->issuer,
+                     "subject", c->subject, "not_before", (json_int_t)c->not_before, "not_after",
+                     (json_int_t)c->not_after, "sans", sans_json(c), "fingerprint", c->fingerprint,
+                     "updated_at", (json_int_t)c->updated_at);
 }
 
 ptc_cert *ptc_cert_from_stored(const json_t *j)
@@ -91,7 +92,7 @@ json_t *ptc_cert_to_api(const ptc_cert *c)
     ptc_time_format(c->not_before, nb, sizeof(nb));
     ptc_time_format(c->not_after, na, sizeof(na));
     ptc_time_format(c->updated_at, up, sizeof(up));
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "domain", c->domain, "source", c->source,
-                     "issuer", c->issuer, "subject", c->subject, "not_before", nb, "not_after", na, "sans",
-                     sans_json(c), "fingerprint_sha256", c->fingerprint, "updated_at", up);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "domain", c->domain, "source",
+                     c->source, "issuer", c->issuer, "subject", c->subject, "not_before", nb, "not_after", na,
+                     "sans", sans_json(c), "fingerprint_sha256", c->fingerprint, "updated_at", up);
 }

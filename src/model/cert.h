@@ -15,14 +15,14 @@ typedef struct ptc_cert {
     char *domain;   /* lower-case; may start with "*." */
     char *cert_pem; /* leaf first, then intermediates */
     char *key_pem;
-    char *source;   /* "uploaded", "acme" or "certbot" */
-    char *issuer;   /* the issuer's distinguished name, one line */
+    char *source; /* "uploaded", "acme" or "certbot" */
+    char *issuer; /* the issuer's distinguished name, one line */
     char *subject;
     int64_t not_before; /* ms since the epoch */
     int64_t not_after;
-    char **sans;        /* DNS names and IP addresses of the leaf */
+    char **sans; /* DNS names and IP addresses of the leaf */
     size_t n_sans;
-    char *fingerprint;  /* SHA-256 of the leaf, hex */
+    char *fingerprint; /* SHA-256 of the leaf, hex */
     int64_t updated_at;
 } ptc_cert;
 

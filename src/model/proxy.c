@@ -101,8 +101,8 @@ static bool get_bool(parse_ctx *c, const json_t *obj, const char *key, bool def)
     return json_is_true(v);
 }
 
-static bool get_uint(parse_ctx *c, const json_t *obj, const char *key, const char *field, unsigned long long min,
-                     unsigned long long max, unsigned long long *out)
+static bool get_uint(parse_ctx *c, const json_t *obj, const char *key, const char *field,
+                     unsigned long long min, unsigned long long max, unsigned long long *out)
 {
     const json_t *v = json_object_get(obj, key);
     char msg[96];
@@ -123,7 +123,8 @@ static void reject_unknown(parse_ctx *c, const json_t *obj, const char *const *a
 {
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         bool known = false;
         for (size_t i = 0; allowed[i]; i++)
             known = known || strcmp(key, allowed[i]) == 0;
@@ -182,7 +183,8 @@ static void parse_upstreams(parse_ctx *c, const json_t *body, ptc_proxy *p)
         bool host_bad = json_object_get(body, "upstream_host") && host == NULL;
         p->upstreams = ptc_xcalloc(1, sizeof(ptc_upstream));
         p->upstreams[0].weight = 1;
-        p->upstreams[0].host = host_bad ? NULL : parse_upstream_host(c, host ? host : "localhost", "upstream_host");
+        p->upstreams[0].host =
+            host_bad ? NULL : parse_upstream_host(c, host ? host : "localhost", "upstream_host");
         if (json_object_get(body, "upstream_port") == NULL)
             field_error(c, "upstream_port", "is required (or give upstreams)");
         else if (get_uint(c, body, "upstream_port", "upstream_port", 1, 65535, &v))
@@ -223,8 +225,8 @@ static void parse_upstreams(parse_ctx *c, const json_t *body, ptc_proxy *p)
 
 static void parse_health_check(parse_ctx *c, const json_t *body, ptc_proxy *p, const ptc_proxy_defaults *defs)
 {
-    static const char *const allowed[] = {"path",        "interval_ms", "timeout_ms", "healthy_threshold",
-                                          "unhealthy_threshold", NULL};
+    static const char *const allowed[] = {
+        "path", "interval_ms", "timeout_ms", "healthy_threshold", "unhealthy_threshold", NULL};
     const json_t *hc = json_object_get(body, "health_check");
     ptc_health_check *h = &p->health_check;
     unsigned long long v;
@@ -301,10 +303,10 @@ static void parse_path_prefix(parse_ctx *c, const json_t *body, ptc_proxy *p)
 ptc_proxy *ptc_proxy_from_request(const json_t *body, const char *name, const ptc_proxy_defaults *defs,
                                   json_t *errors)
 {
-    static const char *const allowed[] = {"domain",          "path_prefix",   "strip_prefix", "upstream_host",
-                                          "upstream_port",   "upstreams",     "require_healthy",
-                                          "enable_ssl",      "health_check",  "websocket",
-                                          "security_headers", "dns",          "max_body_size", NULL};
+    static const char *const allowed[] = {"domain",        "path_prefix", "strip_prefix",     "upstream_host",
+                                          "upstream_port", "upstreams",   "require_healthy",  "enable_ssl",
+                                          "health_check",  "websocket",   "security_headers", "dns",
+                                          "max_body_size", NULL};
     parse_ctx c = {errors};
     ptc_proxy *p = ptc_proxy_new();
     unsigned long long v;
@@ -354,19 +356,20 @@ static json_t *health_check_json(const ptc_health_check *h)
 {
     return json_pack("{s:s, s:I, s:I, s:I, s:I}", "path", h->path, "interval_ms", (json_int_t)h->interval_ms,
                      "timeout_ms", (json_int_t)h->timeout_ms, "healthy_threshold",
-                     (json_int_t)h->healthy_threshold, "unhealthy_threshold", (json_int_t)h->unhealthy_threshold);
+                     (json_int_t)h->healthy_threshold, "unhealthy_threshold",
+                     (json_int_t)h->unhealthy_threshold);
 }
 
 json_t *ptc_proxy_to_stored(const ptc_proxy *p)
 {
-    return json_pack("{s:s, s:s, s:s, s:b, s:o, s:b, s:b, s:b, s:b, s:b, s:I, s:o, s:s, s:I, s:I, s:I}", "name",
-                     p->name, "domain", p->domain, "path_prefix", p->path_prefix, "strip_prefix", p->strip_prefix,
-                     "upstreams", upstreams_json(p), "require_healthy", p->require_healthy, "enable_ssl",
-                     p->enable_ssl, "websocket", p->websocket, "security_headers", p->security_headers, "dns",
-                     p->dns, "max_body_size", (json_int_t)p->max_body_size, "health_check",
-                     health_check_json(&p->health_check), "source", ptc_proxy_source_name(p->source),
-                     "created_at", (json_int_t)p->created_at, "updated_at", (json_int_t)p->updated_at,
-                     "revision", (json_int_t)p->revision);
+    return json_pack("{s:s, s:s, s:s, s:b, s:o, s:b, s:b, s:b, s:b, s:b, s:I, s:o, s:s, s:I, s:I, s:I}",
+                     "name", p->name, "domain", p->domain, "path_prefix", p->path_prefix, "strip_prefix",
+                     p->strip_prefix, "upstreams", upstreams_json(p), "require_healthy", p->require_healthy,
+                     "enable_ssl", p->enable_ssl, "websocket", p->websocket, "security_headers",
+                     p->security_headers, "dns", p->dns, "max_body_size", (json_int_t)p->max_body_size,
+                     "health_check", health_check_json(&p->health_check), "source",
+                     ptc_proxy_source_name(p->source), "created_at", (json_int_t)p->created_at, "updated_at",
+                     (json_int_t)p->updated_at, "revision", (json_int_t)p->revision);
 }
 
 ptc_proxy *ptc_proxy_from_stored(const json_t *j)
@@ -452,11 +455,12 @@ void ptc_proxy_write_api(ptc_buf *b, const ptc_proxy *p, bool has_cert, const pt
                     p->security_headers ? "true" : "false", p->dns ? "true" : "false",
                     (unsigned long long)p->max_body_size);
     ptc_buf_append_json_str(b, h->path);
-    ptc_buf_appendf(b,
-                    ",\"interval_ms\":%u,\"timeout_ms\":%u,\"healthy_threshold\":%u,\"unhealthy_threshold\":%u},"
-                    "\"status\":\"active\",\"source\":\"%s\"",
-                    h->interval_ms, h->timeout_ms, h->healthy_threshold, h->unhealthy_threshold,
-                    ptc_proxy_source_name(p->source));
+    ptc_buf_appendf(
+        b,
+        ",\"interval_ms\":%u,\"timeout_ms\":%u,\"healthy_threshold\":%u,\"unhealthy_threshold\":%u},"
+        "\"status\":\"active\",\"source\":\"%s\"",
+        h->interval_ms, h->timeout_ms, h->healthy_threshold, h->unhealthy_threshold,
+        ptc_proxy_source_name(p->source));
     put_time(b, "created_at", p->created_at);
     put_time(b, "updated_at", p->updated_at);
     ptc_buf_appendf(b, ",\"revision\":%lld", (long long)p->revision);
@@ -471,15 +475,16 @@ bool ptc_proxy_spec_equal(const ptc_proxy *a, const ptc_proxy *b)
     if (strcmp(a->name, b->name) || strcmp(a->domain, b->domain) || strcmp(a->path_prefix, b->path_prefix) ||
         a->strip_prefix != b->strip_prefix || a->require_healthy != b->require_healthy ||
         a->enable_ssl != b->enable_ssl || a->websocket != b->websocket ||
-        a->security_headers != b->security_headers || a->dns != b->dns || a->max_body_size != b->max_body_size ||
-        a->n_upstreams != b->n_upstreams)
+        a->security_headers != b->security_headers || a->dns != b->dns ||
+        a->max_body_size != b->max_body_size || a->n_upstreams != b->n_upstreams)
         return false;
-    if (strcmp(ha->path, hb->path) || ha->interval_ms != hb->interval_ms || ha->timeout_ms != hb->timeout_ms ||
-        ha->healthy_threshold != hb->healthy_threshold || ha->unhealthy_threshold != hb->unhealthy_threshold)
+    if (strcmp(ha->path, hb->path) || ha->interval_ms != hb->interval_ms ||
+        ha->timeout_ms != hb->timeout_ms || ha->healthy_threshold != hb->healthy_threshold ||
+        ha->unhealthy_threshold != hb->unhealthy_threshold)
         return false;
     for (size_t i = 0; i < a->n_upstreams; i++)
-        if (strcmp(a->upstreams[i].host, b->upstreams[i].host) || a->upstreams[i].port != b->upstreams[i].port ||
-            a->upstreams[i].weight != b->upstreams[i].weight)
+        if (strcmp(a->upstreams[i].host, b->upstreams[i].host) ||
+            a->upstreams[i].port != b->upstreams[i].port || a->upstreams[i].weight != b->upstreams[i].weight)
             return false;
     return true;
 }

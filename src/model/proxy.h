@@ -53,7 +53,7 @@ typedef struct ptc_proxy {
     ptc_proxy_source source;
     int64_t created_at; /* ms since the epoch */
     int64_t updated_at;
-    int64_t revision;   /* revision that last changed it */
+    int64_t revision; /* revision that last changed it */
 } ptc_proxy;
 
 /* Defaults a request leaves unsaid, from the settings (DESIGN §9). */

@@ -94,7 +94,8 @@ const ptc_cert *ptc_state_cert_for(const ptc_state *s, const char *host)
 const ptc_proxy *ptc_state_route_owner(const ptc_state *s, const char *domain, const char *path_prefix)
 {
     for (size_t i = 0; i < s->n_proxies; i++)
-        if (strcmp(s->proxies[i]->domain, domain) == 0 && strcmp(s->proxies[i]->path_prefix, path_prefix) == 0)
+        if (strcmp(s->proxies[i]->domain, domain) == 0 &&
+            strcmp(s->proxies[i]->path_prefix, path_prefix) == 0)
             return s->proxies[i];
     return NULL;
 }

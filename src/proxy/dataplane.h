@@ -20,7 +20,7 @@
 typedef struct ptc_dp_upstream {
     const char *host; /* an IP literal or a host name (resolved when the snapshot is built) */
     unsigned port;
-    unsigned weight;  /* >= 1 */
+    unsigned weight; /* >= 1 */
 } ptc_dp_upstream;
 
 typedef struct ptc_dp_route {
@@ -30,10 +30,10 @@ typedef struct ptc_dp_route {
     bool strip_prefix;
     const ptc_dp_upstream *upstreams;
     size_t n_upstreams;
-    bool websocket;          /* let Upgrade: websocket through */
-    bool security_headers;   /* add seed 003's security headers to responses */
-    bool https_only;         /* plain HTTP answers 301 to https:// (enable_ssl with a certificate) */
-    uint64_t max_body_size;  /* 0: the data plane's default */
+    bool websocket;         /* let Upgrade: websocket through */
+    bool security_headers;  /* add seed 003's security headers to responses */
+    bool https_only;        /* plain HTTP answers 301 to https:// (enable_ssl with a certificate) */
+    uint64_t max_body_size; /* 0: the data plane's default */
 } ptc_dp_route;
 
 typedef struct ptc_dp_cert {
@@ -43,11 +43,11 @@ typedef struct ptc_dp_cert {
 } ptc_dp_cert;
 
 typedef struct ptc_dp_config {
-    const char *http_listen;  /* "host:port" */
-    const char *https_listen; /* "host:port" or "" for none */
-    unsigned workers;         /* 0: one per core */
+    const char *http_listen;     /* "host:port" */
+    const char *https_listen;    /* "host:port" or "" for none */
+    unsigned workers;            /* 0: one per core */
     const char *trusted_proxies; /* comma-separated CIDRs (see core/settings.h) */
-    const char *access_log;   /* "" none, "-" stderr, else a file path */
+    const char *access_log;      /* "" none, "-" stderr, else a file path */
     uint64_t max_body_size;
     unsigned header_timeout_ms, idle_timeout_ms, body_min_rate;
     unsigned upstream_connect_timeout_ms, upstream_timeout_ms;

@@ -121,7 +121,8 @@ int ptc_store_audit_begin(ptc_store *st, const ptc_audit_entry *e, int64_t *id)
     LOCKED(st, st->ops->audit_begin(st->backend, e, id));
 }
 
-int ptc_store_audit_finish(ptc_store *st, int64_t id, const char *result, const char *error_code, const char *detail)
+int ptc_store_audit_finish(ptc_store *st, int64_t id, const char *result, const char *error_code,
+                           const char *detail)
 {
     LOCKED(st, st->ops->audit_finish(st->backend, id, result, error_code, detail));
 }

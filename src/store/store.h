@@ -24,15 +24,15 @@ typedef struct ptc_store ptc_store;
 /* One entry of the audit trail: every change attempt, good or bad. */
 typedef struct ptc_audit_entry {
     int64_t id;
-    int64_t ts;                 /* ms since the epoch */
+    int64_t ts; /* ms since the epoch */
     const char *correlation_id;
-    const char *actor;          /* token name or "local" */
-    const char *action;         /* "proxy.put", "proxy.delete", "revision.restore", ... */
-    const char *droplet_name;   /* may be NULL */
-    const char *domain;         /* may be NULL */
-    const char *result;         /* "success" | "failure" | "unchanged" */
-    const char *error_code;     /* NULL on success */
-    const char *detail;         /* free text or JSON, may be NULL */
+    const char *actor;        /* token name or "local" */
+    const char *action;       /* "proxy.put", "proxy.delete", "revision.restore", ... */
+    const char *droplet_name; /* may be NULL */
+    const char *domain;       /* may be NULL */
+    const char *result;       /* "success" | "failure" | "unchanged" */
+    const char *error_code;   /* NULL on success */
+    const char *detail;       /* free text or JSON, may be NULL */
 } ptc_audit_entry;
 
 /* A committed revision of the desired state. */
@@ -99,7 +99,8 @@ int ptc_store_audit_append_many(ptc_store *st, const ptc_audit_entry *e, size_t 
  * error code and detail.  At start, ptc_store_audit_interrupted marks
  * every row still in progress "interrupted" and counts them in *n. */
 int ptc_store_audit_begin(ptc_store *st, const ptc_audit_entry *e, int64_t *id);
-int ptc_store_audit_finish(ptc_store *st, int64_t id, const char *result, const char *error_code, const char *detail);
+int ptc_store_audit_finish(ptc_store *st, int64_t id, const char *result, const char *error_code,
+                           const char *detail);
 int ptc_store_audit_interrupted(ptc_store *st, int64_t *n);
 int ptc_store_audit_list(ptc_store *st, int64_t since, size_t limit, ptc_audit_list *out);
 void ptc_audit_list_free(ptc_audit_list *l);
@@ -114,12 +115,12 @@ int ptc_store_kv_set(ptc_store *st, const char *key, const char *value);
  * status to "released" and keeps the row for the record. */
 typedef struct ptc_port_alloc {
     int64_t id;
-    unsigned port;         /* the external port handed out */
-    const char *owner;     /* who asked (a module, a droplet) */
+    unsigned port;     /* the external port handed out */
+    const char *owner; /* who asked (a module, a droplet) */
     unsigned internal_port;
-    const char *status;    /* "active" | "released" */
-    int64_t allocated_at;  /* ms since the epoch */
-    int64_t released_at;   /* 0 while active */
+    const char *status;   /* "active" | "released" */
+    int64_t allocated_at; /* ms since the epoch */
+    int64_t released_at;  /* 0 while active */
 } ptc_port_alloc;
 
 typedef struct ptc_port_list {
@@ -135,7 +136,8 @@ void ptc_port_list_free(ptc_port_list *l);
  * (for anyone) or owner already holds an active port for internal_port:
  * the store's unique indexes decide, so two nodes sharing the store never
  * both succeed. */
-int ptc_store_port_insert(ptc_store *st, unsigned port, const char *owner, unsigned internal_port, int64_t ts);
+int ptc_store_port_insert(ptc_store *st, unsigned port, const char *owner, unsigned internal_port,
+                          int64_t ts);
 /* Marks every active allocation of owner released at ts; *n gets how many.
  * -ENOENT when owner holds none. */
 int ptc_store_ports_release(ptc_store *st, const char *owner, int64_t ts, size_t *n);

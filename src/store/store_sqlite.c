@@ -278,8 +278,8 @@ static int sqlite_next_revision(void *b, int64_t *number)
 }
 
 /* Writes one change (p NULL: name deleted) into proxies and proxy_versions. */
-static int write_change(sqlite_store *s, sqlite3_stmt *up, sqlite3_stmt *del, sqlite3_stmt *ver, const char *name,
-                        const ptc_proxy *p, int64_t rev)
+static int write_change(sqlite_store *s, sqlite3_stmt *up, sqlite3_stmt *del, sqlite3_stmt *ver,
+                        const char *name, const ptc_proxy *p, int64_t rev)
 {
     int rc = 0;
     char *spec = NULL;
@@ -355,8 +355,9 @@ static int sqlite_commit(void *b, const ptc_state *prev, const ptc_state *next, 
         rc = db_error(s, "write revision");
         goto out;
     }
-    if ((rc = prepare(s, "INSERT OR REPLACE INTO proxies (name, domain, path_prefix, spec, revision) "
-                         "VALUES (?, ?, ?, ?, ?)",
+    if ((rc = prepare(s,
+                      "INSERT OR REPLACE INTO proxies (name, domain, path_prefix, spec, revision) "
+                      "VALUES (?, ?, ?, ?, ?)",
                       &up)) != 0 ||
         (rc = prepare(s, "DELETE FROM proxies WHERE name = ?", &del)) != 0 ||
         (rc = prepare(s, "INSERT INTO proxy_versions (name, revision, spec) VALUES (?, ?, ?)", &ver)) != 0)
@@ -475,7 +476,8 @@ static int sqlite_cert_put(void *b, const ptc_cert *c)
     sqlite3_stmt *st = NULL;
     json_t *j = ptc_cert_to_stored(c);
     char *data = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-    int rc = prepare(s, "INSERT OR REPLACE INTO certificates (domain, data, updated_at) VALUES (?, ?, ?)", &st);
+    int rc =
+        prepare(s, "INSERT OR REPLACE INTO certificates (domain, data, updated_at) VALUES (?, ?, ?)", &st);
     if (rc == 0) {
         sqlite3_bind_text(st, 1, c->domain, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, data, -1, SQLITE_STATIC);
@@ -561,7 +563,8 @@ static int sqlite_audit_begin(void *b, const ptc_audit_entry *e, int64_t *id)
     return rc;
 }
 
-static int sqlite_audit_finish(void *b, int64_t id, const char *result, const char *error_code, const char *detail)
+static int sqlite_audit_finish(void *b, int64_t id, const char *result, const char *error_code,
+                               const char *detail)
 {
     sqlite_store *s = b;
     sqlite3_stmt *st = NULL;
@@ -596,10 +599,11 @@ static int sqlite_audit_list(void *b, int64_t since, size_t limit, ptc_audit_lis
     size_t cap = 64;
 
     memset(out, 0, sizeof(*out));
-    if ((rc = prepare(s,
-                      "SELECT id, ts, correlation_id, actor, action, droplet_name, domain, result, error_code,"
-                      " detail FROM audit WHERE ts >= ? ORDER BY id LIMIT ?",
-                      &st)) != 0)
+    if ((rc =
+             prepare(s,
+                     "SELECT id, ts, correlation_id, actor, action, droplet_name, domain, result, error_code,"
+                     " detail FROM audit WHERE ts >= ? ORDER BY id LIMIT ?",
+                     &st)) != 0)
         return rc;
     sqlite3_bind_int64(st, 1, since);
     sqlite3_bind_int64(st, 2, (int64_t)limit);
@@ -734,8 +738,9 @@ static int sqlite_ports_release(void *b, const char *owner, int64_t ts, size_t *
 {
     sqlite_store *s = b;
     sqlite3_stmt *st = NULL;
-    int rc = prepare(s, "UPDATE ports SET status = 'released', released_at = ? WHERE owner = ? AND status = 'active'",
-                     &st);
+    int rc = prepare(
+        s, "UPDATE ports SET status = 'released', released_at = ? WHERE owner = ? AND status = 'active'",
+        &st);
     *n = 0;
     if (rc == 0) {
         sqlite3_bind_int64(st, 1, ts);
@@ -757,8 +762,9 @@ static int sqlite_dns_list(void *b, ptc_dns_record_list *out)
     size_t cap = 64;
 
     memset(out, 0, sizeof(*out));
-    if ((rc = prepare(s, "SELECT name, type, value, ttl, created_at, updated_at FROM dns_records ORDER BY name, type",
-                      &st)) != 0)
+    if ((rc = prepare(
+             s, "SELECT name, type, value, ttl, created_at, updated_at FROM dns_records ORDER BY name, type",
+             &st)) != 0)
         return rc;
     out->items = ptc_xcalloc(cap, sizeof(*out->items));
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {

@@ -86,8 +86,8 @@ static bool covers(const ptc_tls_facts *f, X509 *leaf, const char *domain)
     return X509_check_host(leaf, domain, strlen(domain), 0, NULL) == 1;
 }
 
-int ptc_tls_inspect(const char *chain_pem, const char *key_pem, const char *domain, ptc_tls_facts *out, char *err,
-                    size_t errlen)
+int ptc_tls_inspect(const char *chain_pem, const char *key_pem, const char *domain, ptc_tls_facts *out,
+                    char *err, size_t errlen)
 {
     int rc = -EINVAL;
     X509 *chain[PTC_TLS_CHAIN_MAX] = {NULL};
@@ -124,10 +124,11 @@ int ptc_tls_inspect(const char *chain_pem, const char *key_pem, const char *doma
         if (X509_check_issued(chain[i + 1], chain[i]) != X509_V_OK || issuer_key == NULL ||
             X509_verify(chain[i], issuer_key) != 1) {
             ERR_clear_error();
-            snprintf(err, errlen,
-                     "certificate: the chain is out of order: certificate %zu is not signed by certificate %zu "
-                     "(give the leaf first, then each issuer)",
-                     i + 1, i + 2);
+            snprintf(
+                err, errlen,
+                "certificate: the chain is out of order: certificate %zu is not signed by certificate %zu "
+                "(give the leaf first, then each issuer)",
+                i + 1, i + 2);
             goto out;
         }
     }

@@ -11,13 +11,13 @@
 #define PTC_TLS_CHAIN_MAX 10
 
 typedef struct ptc_tls_facts {
-    char *issuer;       /* one-line distinguished names */
+    char *issuer; /* one-line distinguished names */
     char *subject;
     int64_t not_before; /* ms since the epoch */
     int64_t not_after;
-    char **sans;        /* DNS names and IP addresses of the leaf */
+    char **sans; /* DNS names and IP addresses of the leaf */
     size_t n_sans;
-    char *fingerprint;  /* SHA-256 of the leaf's DER, lower-case hex */
+    char *fingerprint; /* SHA-256 of the leaf's DER, lower-case hex */
     size_t chain_len;
 } ptc_tls_facts;
 
@@ -26,8 +26,8 @@ typedef struct ptc_tls_facts {
  * (a "*.x" domain needs a "*.x" name).  Fills out on success (free with
  * ptc_tls_facts_free).  Returns 0, or -EINVAL with a reason for the
  * client in err (never any key material). */
-int ptc_tls_inspect(const char *chain_pem, const char *key_pem, const char *domain, ptc_tls_facts *out, char *err,
-                    size_t errlen);
+int ptc_tls_inspect(const char *chain_pem, const char *key_pem, const char *domain, ptc_tls_facts *out,
+                    char *err, size_t errlen);
 void ptc_tls_facts_free(ptc_tls_facts *f);
 
 /* The passphrase callback for every PEM read of portico: none, so an

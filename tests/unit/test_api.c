@@ -181,7 +181,8 @@ static void put_proxy(const char *name, const char *body_text, unsigned want)
 static void *put_thread(void *arg)
 {
     (void)arg;
-    put_proxy("late", "{\"domain\": \"late.example.com\", \"upstream_port\": 9, \"require_healthy\": false}", 201);
+    put_proxy("late", "{\"domain\": \"late.example.com\", \"upstream_port\": 9, \"require_healthy\": false}",
+              201);
     return NULL;
 }
 

@@ -130,8 +130,10 @@ static void test_utf8(void)
     CHECK(!ptc_utf8_valid("\xed\xa0\x80"));     /* a surrogate */
     CHECK(!ptc_utf8_valid("\xf4\x90\x80\x80")); /* above U+10FFFF */
     CHECK(!ptc_utf8_valid("\xe2\x82"));         /* cut short */
-    char *r = ptc_utf8_repair("ab\xff" "cd\xe2\x82");
-    CHECK_STR(r, "ab\xef\xbf\xbd" "cd\xef\xbf\xbd\xef\xbf\xbd");
+    char *r = ptc_utf8_repair("ab\xff"
+                              "cd\xe2\x82");
+    CHECK_STR(r, "ab\xef\xbf\xbd"
+                 "cd\xef\xbf\xbd\xef\xbf\xbd");
     free(r);
     r = ptc_utf8_repair("caf\xc3\xa9");
     CHECK_STR(r, "caf\xc3\xa9");
@@ -139,7 +141,8 @@ static void test_utf8(void)
     /* JSON text (log lines, the API's text forms) is UTF-8 whatever the
      * value held. */
     ptc_buf b = PTC_BUF_INIT;
-    ptc_buf_append_json_str(&b, "/proxies/ab\xff" "cd/\xc3\xa9");
+    ptc_buf_append_json_str(&b, "/proxies/ab\xff"
+                                "cd/\xc3\xa9");
     CHECK_STR(ptc_buf_cstr(&b), "\"/proxies/ab\\ufffdcd/\xc3\xa9\"");
     ptc_buf_free(&b);
 }

@@ -61,11 +61,12 @@ static void test_seed_body_and_defaults(void)
 static void test_upstreams_and_prefix(void)
 {
     json_t *errors;
-    ptc_proxy *p = parse("{\"domain\": \"*.example.com\", \"path_prefix\": \"/api/v1/\", \"strip_prefix\": true,"
-                         " \"upstreams\": [{\"host\": \"10.0.0.5\", \"port\": 8001, \"weight\": 3},"
-                         " {\"host\": \"[::1]\", \"port\": 8002}, {\"host\": \"App.Internal\", \"port\": 1}],"
-                         " \"health_check\": {\"path\": \"/ready\", \"interval_ms\": 250}}",
-                         "multi", &errors);
+    ptc_proxy *p =
+        parse("{\"domain\": \"*.example.com\", \"path_prefix\": \"/api/v1/\", \"strip_prefix\": true,"
+              " \"upstreams\": [{\"host\": \"10.0.0.5\", \"port\": 8001, \"weight\": 3},"
+              " {\"host\": \"[::1]\", \"port\": 8002}, {\"host\": \"App.Internal\", \"port\": 1}],"
+              " \"health_check\": {\"path\": \"/ready\", \"interval_ms\": 250}}",
+              "multi", &errors);
     CHECK(p != NULL);
     if (p) {
         CHECK_STR(p->domain, "*.example.com");
@@ -83,9 +84,11 @@ static void test_upstreams_and_prefix(void)
         CHECK(api != NULL);
         CHECK_STR(json_string_value(json_object_get(api, "upstream")), "http://10.0.0.5:8001");
         CHECK_STR(json_string_value(json_object_get(api, "droplet_name")), "multi");
-        CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(api, "upstreams"), 1), "host")),
-                  "::1");
-        CHECK_INT(json_integer_value(json_object_get(json_object_get(api, "health_check"), "interval_ms")), 250);
+        CHECK_STR(
+            json_string_value(json_object_get(json_array_get(json_object_get(api, "upstreams"), 1), "host")),
+            "::1");
+        CHECK_INT(json_integer_value(json_object_get(json_object_get(api, "health_check"), "interval_ms")),
+                  250);
         CHECK(json_is_false(json_object_get(api, "ssl_enabled")));
         json_decref(api);
         ptc_buf_free(&b);
@@ -103,8 +106,9 @@ static void test_field_errors(void)
     expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 65536}", "upstream_port");
     expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 80.5}", "upstream_port");
     expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 80, \"colour\": 1}", "colour");
-    expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 80, \"upstreams\": [{\"host\": \"b\", \"port\": 1}]}",
-                       "upstreams");
+    expect_field_error(
+        "{\"domain\": \"a.com\", \"upstream_port\": 80, \"upstreams\": [{\"host\": \"b\", \"port\": 1}]}",
+        "upstreams");
     expect_field_error("{\"domain\": \"a.com\", \"upstreams\": []}", "upstreams");
     expect_field_error("{\"domain\": \"a.com\", \"upstreams\": [{\"host\": \"b\", \"port\": 1},"
                        " {\"host\": \"c\", \"port\": 99999}]}",
@@ -114,15 +118,20 @@ static void test_field_errors(void)
     expect_field_error("{\"domain\": \"a.com\", \"upstreams\": [{\"port\": 1}]}", "upstreams[0].host");
     expect_field_error("{\"domain\": \"a.com\", \"upstreams\": [{\"host\": \"b\", \"port\": 1, \"x\": 1}]}",
                        "upstreams[0].x");
-    expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 1, \"upstream_host\": \"a b\"}", "upstream_host");
-    expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 1, \"upstream_host\": \"x\\n y\"}", "upstream_host");
-    expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 1, \"path_prefix\": \"/a/../b\"}", "path_prefix");
-    expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 1, \"path_prefix\": \"/a;b\"}", "path_prefix");
+    expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 1, \"upstream_host\": \"a b\"}",
+                       "upstream_host");
+    expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 1, \"upstream_host\": \"x\\n y\"}",
+                       "upstream_host");
+    expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 1, \"path_prefix\": \"/a/../b\"}",
+                       "path_prefix");
+    expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 1, \"path_prefix\": \"/a;b\"}",
+                       "path_prefix");
     expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 1, \"health_check\": {\"path\": \"x\"}}",
                        "health_check.path");
     expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 1, \"health_check\": {\"when\": 1}}",
                        "health_check.when");
-    expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 1, \"enable_ssl\": \"yes\"}", "enable_ssl");
+    expect_field_error("{\"domain\": \"a.com\", \"upstream_port\": 1, \"enable_ssl\": \"yes\"}",
+                       "enable_ssl");
     expect_field_error("{\"domain\": \"1.2.3.4\", \"upstream_port\": 1}", "domain");
     expect_field_error("{\"domain\": \"a.com.\", \"upstream_port\": 1}", "domain");
     expect_field_error("{\"domain\": \"b\\u00e9.com\", \"upstream_port\": 1}", "domain");
@@ -170,8 +179,8 @@ static ptc_proxy *mk(const char *name, const char *domain, const char *prefix)
 {
     json_t *errors;
     char body[256];
-    snprintf(body, sizeof(body), "{\"domain\": \"%s\", \"path_prefix\": \"%s\", \"upstream_port\": 9}", domain,
-             prefix);
+    snprintf(body, sizeof(body), "{\"domain\": \"%s\", \"path_prefix\": \"%s\", \"upstream_port\": 9}",
+             domain, prefix);
     ptc_proxy *p = parse(body, name, &errors);
     json_decref(errors);
     return p;

@@ -28,8 +28,12 @@ static int64_t commit(ptc_store *st, const ptc_state *prev, const ptc_state *nex
 {
     int64_t rev = 0;
     CHECK_INT(ptc_store_next_revision(st, &rev), 0);
-    ptc_revision meta = {.number = rev, .ts = ptc_now_ms(), .actor = "test", .action = "proxy.put",
-                         .correlation_id = "c1", .summary = summary};
+    ptc_revision meta = {.number = rev,
+                         .ts = ptc_now_ms(),
+                         .actor = "test",
+                         .action = "proxy.put",
+                         .correlation_id = "c1",
+                         .summary = summary};
     CHECK_INT(ptc_store_commit(st, prev, next, &meta), 0);
     return rev;
 }
@@ -83,9 +87,15 @@ static void test_store_lifecycle(void)
     CHECK_INT(revs.items[0].n_proxies, 1);
     ptc_revision_list_free(&revs);
 
-    ptc_audit_entry e = {.ts = 5000, .correlation_id = "abc", .actor = "local", .action = "proxy.put",
-                         .droplet_name = "a", .domain = "a.com", .result = "failure",
-                         .error_code = "NGINX_TEST_FAILED", .detail = "nginx said no"};
+    ptc_audit_entry e = {.ts = 5000,
+                         .correlation_id = "abc",
+                         .actor = "local",
+                         .action = "proxy.put",
+                         .droplet_name = "a",
+                         .domain = "a.com",
+                         .result = "failure",
+                         .error_code = "NGINX_TEST_FAILED",
+                         .detail = "nginx said no"};
     CHECK_INT(ptc_store_audit_append(st, &e), 0);
     e.ts = 9000;
     e.result = "success";
@@ -170,9 +180,14 @@ static void test_audit_many(void)
     char names[300][16];
     for (int i = 0; i < 300; i++) {
         snprintf(names[i], sizeof(names[i]), "p%d", i);
-        many[i] = (ptc_audit_entry){.ts = 2 + i, .correlation_id = "c", .actor = "health-check",
-                                    .action = "health.transition", .droplet_name = names[i], .result = "success",
-                                    .error_code = i % 2 ? "UPSTREAM_UNHEALTHY" : NULL, .detail = "{}"};
+        many[i] = (ptc_audit_entry){.ts = 2 + i,
+                                    .correlation_id = "c",
+                                    .actor = "health-check",
+                                    .action = "health.transition",
+                                    .droplet_name = names[i],
+                                    .result = "success",
+                                    .error_code = i % 2 ? "UPSTREAM_UNHEALTHY" : NULL,
+                                    .detail = "{}"};
     }
     CHECK_INT(ptc_store_audit_append_many(st, many, 300), 0);
     CHECK_INT(ptc_store_audit_append_many(st, many, 0), 0);

@@ -19,7 +19,8 @@
 /* A self-signed P-256 certificate for san; cn NULL leaves the subject
  * empty (what a CA may issue: the name is in the SAN only).  With
  * passphrase, the key is written encrypted. */
-static void make_cert(const char *cn, const char *san, const char *passphrase, char **cert_pem, char **key_pem)
+static void make_cert(const char *cn, const char *san, const char *passphrase, char **cert_pem,
+                      char **key_pem)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509 *x = X509_new();
