@@ -21,54 +21,101 @@ typedef struct builtin {
     ptc_dataplane *dp;
     uint64_t generation;
     bool started;
+    /* The state the live snapshot was built from, and that snapshot (the
+     * data plane's reference): the next build shares what did not change. */
+    const ptc_state *built;
+    const ptc_dp_snapshot *live;
 } builtin;
+
+/* Whether two states hold the very same certificates. */
+static bool same_certs(const ptc_state *a, const ptc_state *b)
+{
+    if (a->n_certs != b->n_certs)
+        return false;
+    for (size_t i = 0; i < a->n_certs; i++)
+        if (a->certs[i] != b->certs[i])
+            return false;
+    return true;
+}
+
+static bool https_only(const ptc_state *st, const ptc_proxy *p)
+{
+    return p->enable_ssl && ptc_state_cert_for(st, p->domain) != NULL;
+}
 
 /* Translates the desired state into the data plane's route and
  * certificate descriptions (borrowing the state's strings) and builds a
- * snapshot.  Returns NULL with the reason in err. */
-static ptc_dp_snapshot *build_snapshot(const ptc_state *st, char *err, size_t errlen)
+ * snapshot.  Proxies are immutable and shared between states, so a proxy
+ * that is the same object in the state the live snapshot was built from
+ * keeps its compiled route: both lists are sorted by name, and one merge
+ * walk pairs them.  Returns NULL with the reason in err. */
+static ptc_dp_snapshot *build_snapshot(builtin *b, const ptc_state *st, char *err, size_t errlen)
 {
+    const ptc_state *old = b->built;
     size_t n_up = 0;
     for (size_t i = 0; i < st->n_proxies; i++)
         n_up += st->proxies[i]->n_upstreams;
     ptc_dp_route *routes = ptc_xcalloc(st->n_proxies + 1, sizeof(*routes));
     ptc_dp_upstream *ups = ptc_xcalloc(n_up + 1, sizeof(*ups));
     ptc_dp_cert *certs = ptc_xcalloc(st->n_certs + 1, sizeof(*certs));
-    size_t u = 0;
+    bool certs_kept = old != NULL && same_certs(old, st);
+    size_t u = 0, k = 0;
 
     for (size_t i = 0; i < st->n_proxies; i++) {
         const ptc_proxy *p = st->proxies[i];
         ptc_dp_route *r = &routes[i];
+        while (old != NULL && k < old->n_proxies && old->proxies[k] != p &&
+               strcmp(old->proxies[k]->name, p->name) < 0)
+            k++;
+        if (old != NULL && k < old->n_proxies && old->proxies[k] == p &&
+            (certs_kept || https_only(st, p) == https_only(old, p))) {
+            r->keep = (uint32_t)(k + 1);
+            continue;
+        }
         r->name = p->name;
         r->domain = p->domain;
         r->path_prefix = p->path_prefix;
         r->strip_prefix = p->strip_prefix;
         r->upstreams = &ups[u];
         r->n_upstreams = p->n_upstreams;
-        for (size_t k = 0; k < p->n_upstreams; k++, u++)
-            ups[u] = (ptc_dp_upstream){p->upstreams[k].host, p->upstreams[k].port, p->upstreams[k].weight};
+        for (size_t j = 0; j < p->n_upstreams; j++, u++)
+            ups[u] = (ptc_dp_upstream){p->upstreams[j].host, p->upstreams[j].port, p->upstreams[j].weight};
         r->websocket = p->websocket;
         r->security_headers = p->security_headers;
-        r->https_only = p->enable_ssl && ptc_state_cert_for(st, p->domain) != NULL;
+        r->https_only = https_only(st, p);
         r->max_body_size = p->max_body_size;
     }
-    for (size_t i = 0; i < st->n_certs; i++)
-        certs[i] = (ptc_dp_cert){st->certs[i]->domain, st->certs[i]->cert_pem, st->certs[i]->key_pem};
-    ptc_dp_snapshot *snap = ptc_dp_snapshot_build(routes, st->n_proxies, certs, st->n_certs, err, errlen);
+    for (size_t i = 0; i < st->n_certs; i++) {
+        const ptc_cert *c = st->certs[i];
+        certs[i] = (ptc_dp_cert){.domain = c->domain, .cert_pem = c->cert_pem, .key_pem = c->key_pem};
+        if (certs_kept)
+            certs[i].keep = (uint32_t)(i + 1);
+    }
+    ptc_dp_snapshot *snap =
+        ptc_dp_snapshot_build(old ? b->live : NULL, routes, st->n_proxies, certs, st->n_certs, err, errlen);
     free(routes);
     free(ups);
     free(certs);
     return snap;
 }
 
+/* Makes snap, built from st, the live snapshot. */
+static void publish(builtin *b, ptc_dp_snapshot *snap, const ptc_state *st)
+{
+    b->generation = ptc_dataplane_publish(b->dp, snap);
+    b->live = snap;
+    ptc_state_release(b->built);
+    b->built = ptc_state_retain(st);
+}
+
 static int builtin_start(ptc_engine *e, const ptc_state *state, char *err, size_t errlen)
 {
     builtin *b = e->impl;
-    ptc_dp_snapshot *snap = build_snapshot(state, err, errlen);
+    ptc_dp_snapshot *snap = build_snapshot(b, state, err, errlen);
     int rc;
     if (snap == NULL)
         return -EINVAL;
-    b->generation = ptc_dataplane_publish(b->dp, snap);
+    publish(b, snap, state);
     rc = ptc_dataplane_start(b->dp);
     if (rc != 0) {
         snprintf(err, errlen, "data plane: cannot start the workers (%s)", strerror(-rc));
@@ -87,7 +134,7 @@ static void builtin_apply(ptc_engine *e, const ptc_apply_request *req, ptc_apply
     builtin *b = e->impl;
     int64_t t0 = ptc_mono_ms();
     char err[512] = "";
-    ptc_dp_snapshot *snap = build_snapshot(req->next, err, sizeof(err));
+    ptc_dp_snapshot *snap = build_snapshot(b, req->next, err, sizeof(err));
 
     if (snap == NULL) {
         res->code = "ENGINE_APPLY_FAILED";
@@ -97,17 +144,14 @@ static void builtin_apply(ptc_engine *e, const ptc_apply_request *req, ptc_apply
             json_pack("{s:s, s:I}", "engine", "builtin", "duration_ms", (json_int_t)(ptc_mono_ms() - t0));
         return;
     }
-    b->generation = ptc_dataplane_publish(b->dp, snap);
+    publish(b, snap, req->next);
     int64_t swapped = ptc_mono_ms();
     res->report =
         json_pack("{s:s, s:I, s:I, s:I}", "engine", "builtin", "generation", (json_int_t)b->generation,
                   "swap_ms", (json_int_t)(swapped - t0), "routes", (json_int_t)req->next->n_proxies);
     if (req->verify_domain) {
-        const ptc_proxy *p = NULL;
-        for (size_t i = 0; i < req->next->n_proxies && p == NULL; i++)
-            if (strcmp(req->next->proxies[i]->domain, req->verify_domain) == 0)
-                p = req->next->proxies[i];
-        bool tls = p && p->enable_ssl && ptc_state_cert_for(req->next, p->domain);
+        bool tls =
+            ptc_dp_snapshot_https_only(snap, req->verify_domain, req->verify_path ? req->verify_path : "/");
         ptc_verify_result v;
         ptc_verify_route(ptc_settings_get(e->settings, tls ? PTC_SET_HTTPS_LISTEN : PTC_SET_HTTP_LISTEN), tls,
                          req->verify_domain, req->verify_path, req->verify_gone, 5000, &v);
@@ -164,6 +208,7 @@ static void builtin_destroy(ptc_engine *e)
     if (b->started)
         ptc_dataplane_stop(b->dp, (unsigned)ptc_settings_int(e->settings, PTC_SET_DRAIN_TIMEOUT_MS));
     ptc_dataplane_destroy(b->dp);
+    ptc_state_release(b->built);
     free(b);
     free(e);
 }

@@ -405,7 +405,7 @@ ptc_dataplane *ptc_dataplane_create(const ptc_dp_config *cfg, char *err, size_t 
         if (dp->tls == NULL)
             goto fail;
     }
-    dp->live = ptc_dp_snapshot_build(NULL, 0, NULL, 0, err, errlen);
+    dp->live = ptc_dp_snapshot_build(NULL, NULL, 0, NULL, 0, err, errlen);
     dp->n_workers = dp->cfg.workers ? dp->cfg.workers : cpu_count();
     dp->workers = ptc_xcalloc(dp->n_workers, sizeof(ptc_worker *));
     for (unsigned i = 0; i < dp->n_workers; i++) {

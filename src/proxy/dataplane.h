@@ -34,12 +34,18 @@ typedef struct ptc_dp_route {
     bool security_headers;  /* add seed 003's security headers to responses */
     bool https_only;        /* plain HTTP answers 301 to https:// (enable_ssl with a certificate) */
     uint64_t max_body_size; /* 0: the data plane's default */
+    /* 1 + the index of the route of the previous snapshot (see
+     * ptc_dp_snapshot_build) that this one is, unchanged: it is shared, not
+     * compiled again, and the fields above are not read.  0: a new route. */
+    uint32_t keep;
 } ptc_dp_route;
 
 typedef struct ptc_dp_cert {
     const char *domain;   /* the name it is served for (SNI), may be "*.example.com" */
     const char *cert_pem; /* leaf first, then the chain */
     const char *key_pem;
+    uint32_t keep; /* 1 + the index of prev's certificate that this one is (then nothing above but domain is
+                      read), or 0 */
 } ptc_dp_cert;
 
 typedef struct ptc_dp_config {
@@ -64,11 +70,20 @@ ptc_dataplane *ptc_dataplane_create(const ptc_dp_config *cfg, char *err, size_t 
 int ptc_dataplane_start(ptc_dataplane *dp);
 
 /* Builds a snapshot: the router, resolved upstream addresses and one
- * SSL_CTX per certificate.  Runs on the calling (control-plane) thread and
- * may block on name resolution.  The inputs are copied.  Returns NULL with
- * the reason in err on a bad certificate or an unresolvable upstream. */
-ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_route *routes, size_t n_routes, const ptc_dp_cert *certs,
-                                       size_t n_certs, char *err, size_t errlen);
+ * SSL_CTX per certificate.  Routes and certificates marked `keep` are
+ * shared with prev, which must then be the live snapshot of the data plane
+ * and stay so until this returns (the one publisher builds the next
+ * snapshot from the last it published): a change to one route of 10,000
+ * compiles one route.  Runs on the calling (control-plane) thread and may
+ * block on name resolution.  The inputs are copied.  Returns NULL with the
+ * reason in err on a bad certificate or an unresolvable upstream. */
+ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_snapshot *prev, const ptc_dp_route *routes,
+                                       size_t n_routes, const ptc_dp_cert *certs, size_t n_certs, char *err,
+                                       size_t errlen);
+/* Whether the route that serves domain and path_prefix in snap answers
+ * plain HTTP with a redirect to HTTPS: what a check of the route must
+ * speak. */
+bool ptc_dp_snapshot_https_only(const ptc_dp_snapshot *snap, const char *domain, const char *path_prefix);
 /* Frees a snapshot that was never published. */
 void ptc_dp_snapshot_discard(ptc_dp_snapshot *snap);
 /* Makes snap the live snapshot (ownership passes to the data plane) and

@@ -197,6 +197,12 @@ static snap_cert_slot *cert_slot(const ptc_dp_snapshot *s, const char *name, siz
     }
 }
 
+struct ptc_snap_cell {
+    atomic_long refs;
+    ptc_snap_route route;
+    ptc_snap_upstream ups[]; /* then the strings */
+};
+
 /* A per-build cache of resolved names, so that 10,000 routes to one
  * upstream host ask the resolver once. */
 typedef struct resolved {
@@ -205,6 +211,13 @@ typedef struct resolved {
     ptc_sockaddr addr;
     char err[160];
 } resolved;
+
+typedef struct resolver {
+    resolved *cache;
+    size_t n, cap;
+    const char *prev_host; /* most routes share a few upstream hosts */
+    ptc_sockaddr prev;
+} resolver;
 
 static size_t str_size(const char *s)
 {
@@ -230,10 +243,11 @@ static char *put_strn(char **arena, const char *s, size_t len)
     return at;
 }
 
-/* The lengths of a route's strings, measured once per build. */
-typedef struct route_lens {
-    uint32_t name, domain, prefix;
-} route_lens;
+static void cell_release(ptc_snap_cell *c)
+{
+    if (c != NULL && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        free(c);
+}
 
 static void snapshot_free(ptc_dp_snapshot *s)
 {
@@ -241,11 +255,12 @@ static void snapshot_free(ptc_dp_snapshot *s)
         return;
     for (size_t i = 0; i < s->n_ctxs; i++)
         ptc_tls_cert_ctx_release(s->ctxs[i]);
+    for (size_t i = 0; i < s->n_routes; i++)
+        cell_release(s->cells[i]);
     ptc_router_free(s->router);
     free(s->ctxs);
     free(s->cert_tab);
-    free(s->routes);
-    free(s->upstreams);
+    free(s->cells);
     free(s->strings);
     free(s);
 }
@@ -292,96 +307,142 @@ static size_t put_label(char *out, const char *host, unsigned port)
     return n;
 }
 
-static int resolve_all(ptc_dp_snapshot *s, const ptc_dp_route *routes, size_t n_routes, char *err,
+/* The address of an upstream, an IP literal at once, a name through the
+ * build's cache.  Returns 0 or a negative errno with the reason in err. */
+static int resolve_one(resolver *rv, const char *route, const ptc_dp_upstream *in, ptc_sockaddr *a, char *err,
                        size_t errlen)
 {
-    resolved *cache = NULL;
-    size_t n_cache = 0, cap = 0;
-    int rc = 0;
-    size_t u = 0;
-    const char *prev_host = NULL; /* most routes share a few upstream hosts */
-    ptc_sockaddr prev = {0};
-
-    for (size_t i = 0; i < n_routes; i++) {
-        for (size_t j = 0; j < routes[i].n_upstreams; j++, u++) {
-            const ptc_dp_upstream *in = &routes[i].upstreams[j];
-            ptc_snap_upstream *out = &s->upstreams[u];
-            ptc_sockaddr a;
-            if (in->host == NULL || in->port == 0 || in->port > 65535) {
-                snprintf(err, errlen, "route %s: bad upstream", routes[i].name);
-                rc = -EINVAL;
-                goto out;
-            }
-            if (prev_host != NULL && strcmp(prev_host, in->host) == 0) {
-                a = prev;
-                set_port(&a, in->port);
-            } else if (ptc_sock_addr_from_ip(in->host, in->port, &a) < 0 || in->host[0] == '\0') {
-                resolved *r = NULL;
-                for (size_t k = 0; k < n_cache && r == NULL; k++)
-                    if (strcmp(cache[k].host, in->host) == 0)
-                        r = &cache[k];
-                if (r == NULL) {
-                    if (n_cache == cap) {
-                        cap = cap ? cap * 2 : 8;
-                        cache = ptc_xrealloc(cache, cap * sizeof(*cache));
-                    }
-                    r = &cache[n_cache++];
-                    r->host = in->host;
-                    r->rc = ptc_sock_resolve(in->host, in->port, &r->addr, r->err, sizeof(r->err));
-                }
-                if (r->rc < 0) {
-                    snprintf(err, errlen, "route %s: %s", routes[i].name, r->err);
-                    rc = r->rc;
-                    goto out;
-                }
-                a = r->addr;
-                set_port(&a, in->port);
-            }
-            prev_host = in->host;
-            prev = a;
-            memcpy(&out->addr, &a.ss, a.len);
-            out->addr_len = a.len;
-            out->addr_hash = fnv(FNV0, &a.ss, a.len);
-            out->weight = in->weight ? in->weight : 1;
-        }
+    if (in->host == NULL || in->port == 0 || in->port > 65535) {
+        snprintf(err, errlen, "route %s: bad upstream", route);
+        return -EINVAL;
     }
-out:
-    free(cache);
-    return rc;
+    if (rv->prev_host != NULL && strcmp(rv->prev_host, in->host) == 0) {
+        *a = rv->prev;
+    } else if (ptc_sock_addr_from_ip(in->host, in->port, a) < 0 || in->host[0] == '\0') {
+        resolved *r = NULL;
+        for (size_t k = 0; k < rv->n && r == NULL; k++)
+            if (strcmp(rv->cache[k].host, in->host) == 0)
+                r = &rv->cache[k];
+        if (r == NULL) {
+            if (rv->n == rv->cap) {
+                rv->cap = rv->cap ? rv->cap * 2 : 8;
+                rv->cache = ptc_xrealloc(rv->cache, rv->cap * sizeof(*rv->cache));
+            }
+            r = &rv->cache[rv->n++];
+            r->host = in->host;
+            r->rc = ptc_sock_resolve(in->host, in->port, &r->addr, r->err, sizeof(r->err));
+        }
+        if (r->rc < 0) {
+            snprintf(err, errlen, "route %s: %s", route, r->err);
+            return r->rc;
+        }
+        *a = r->addr;
+    }
+    set_port(a, in->port);
+    rv->prev_host = in->host;
+    rv->prev = *a;
+    return 0;
 }
 
-static void attach_health(ptc_dp_snapshot *s)
+/* Compiles one route into a cell of its own (one reference).  Returns
+ * NULL with the reason in err. */
+static ptc_snap_cell *cell_build(const ptc_dp_route *in, size_t i, resolver *rv, char *err, size_t errlen)
 {
+    if (in->name == NULL || in->domain == NULL || in->path_prefix == NULL) {
+        snprintf(err, errlen, "route %zu: no name, domain or path prefix", i);
+        return NULL;
+    }
+    size_t name_len = strlen(in->name), domain_len = strlen(in->domain), prefix_len = strlen(in->path_prefix);
+    if (!valid_domain_n(in->domain, domain_len) || in->path_prefix[0] != '/' ||
+        (in->n_upstreams > 0 && in->upstreams == NULL)) {
+        snprintf(err, errlen, "route %zu (%s): bad domain or path prefix", i, in->name);
+        return NULL;
+    }
+    size_t bytes = name_len + domain_len + prefix_len + 3;
+    for (size_t j = 0; j < in->n_upstreams; j++)
+        bytes += strlen(in->upstreams[j].host ? in->upstreams[j].host : "") + 8;
+    ptc_snap_cell *c = ptc_xcalloc(1, sizeof(*c) + in->n_upstreams * sizeof(ptc_snap_upstream) + bytes);
+    char *arena = (char *)&c->ups[in->n_upstreams];
+    ptc_snap_route *out = &c->route;
+    bool added;
+
+    atomic_init(&c->refs, 1);
+    for (size_t j = 0; j < in->n_upstreams; j++) {
+        ptc_snap_upstream *u = &c->ups[j];
+        ptc_sockaddr a;
+        int rc = resolve_one(rv, in->name, &in->upstreams[j], &a, err, errlen);
+        if (rc < 0) {
+            free(c);
+            return NULL;
+        }
+        memcpy(&u->addr, &a.ss, a.len);
+        u->addr_len = a.len;
+        u->addr_hash = fnv(FNV0, &a.ss, a.len);
+        u->weight = in->upstreams[j].weight ? in->upstreams[j].weight : 1;
+    }
+    out->name = put_strn(&arena, in->name, name_len);
+    out->domain = put_strn(&arena, in->domain, domain_len);
+    out->path_prefix = put_strn(&arena, in->path_prefix, prefix_len);
+    out->strip_prefix = in->strip_prefix;
+    out->websocket = in->websocket;
+    out->security_headers = in->security_headers;
+    out->https_only = in->https_only;
+    out->max_body_size = in->max_body_size;
+    out->upstreams = c->ups;
+    out->n_upstreams = (uint32_t)in->n_upstreams;
+    for (size_t j = 0; j < in->n_upstreams; j++) {
+        c->ups[j].label = arena;
+        arena += put_label(arena, in->upstreams[j].host, in->upstreams[j].port);
+    }
+    pthread_mutex_lock(&g_stats.lock);
+    out->stat_idx = reg_intern(&g_stats, out->name, name_len, &added);
+    pthread_mutex_unlock(&g_stats.lock);
     pthread_mutex_lock(&g_health.lock);
-    for (size_t i = 0; i < s->n_upstreams; i++)
-        s->upstreams[i].health = health_cell(s->upstreams[i].label, strlen(s->upstreams[i].label));
+    for (size_t j = 0; j < in->n_upstreams; j++)
+        c->ups[j].health = health_cell(c->ups[j].label, strlen(c->ups[j].label));
     pthread_mutex_unlock(&g_health.lock);
+    return c;
 }
 
-static int add_certs(ptc_dp_snapshot *s, const ptc_dp_cert *certs, size_t n_certs, char **arena, char *err,
-                     size_t errlen)
+static int add_certs(ptc_dp_snapshot *s, const ptc_dp_snapshot *prev, const ptc_dp_cert *certs,
+                     size_t n_certs, char *err, size_t errlen)
 {
     uint32_t cap = 16;
+    size_t bytes = 0;
     while (cap < 2 * n_certs + 2)
         cap *= 2;
+    for (size_t i = 0; i < n_certs; i++)
+        bytes += str_size(certs[i].domain);
+    s->strings = ptc_xmalloc(bytes + 1);
+    char *arena = s->strings;
     s->cert_tab = ptc_xcalloc(cap, sizeof(snap_cert_slot));
     s->cert_mask = cap - 1;
     s->ctxs = ptc_xcalloc(n_certs ? n_certs : 1, sizeof(SSL_CTX *));
     for (size_t i = 0; i < n_certs; i++) {
         const char *d = certs[i].domain;
-        char what[300];
-        if (d == NULL || !valid_domain(d) || certs[i].cert_pem == NULL || certs[i].key_pem == NULL) {
+        char what[300] = "";
+        SSL_CTX *ctx;
+        if (d == NULL || !valid_domain(d) ||
+            (certs[i].keep == 0 && (certs[i].cert_pem == NULL || certs[i].key_pem == NULL))) {
             snprintf(err, errlen, "certificate %zu: bad domain, certificate or key", i);
             return -EINVAL;
         }
-        SSL_CTX *ctx = ptc_tls_cert_ctx_get(certs[i].cert_pem, certs[i].key_pem, what, sizeof(what));
+        if (certs[i].keep != 0) {
+            if (prev == NULL || certs[i].keep > prev->n_ctxs) {
+                snprintf(err, errlen, "certificate %zu: kept from no previous snapshot", i);
+                return -EINVAL;
+            }
+            ctx = ptc_tls_cert_ctx_retain(prev->ctxs[certs[i].keep - 1]);
+        } else {
+            ctx = ptc_tls_cert_ctx_get(certs[i].cert_pem, certs[i].key_pem, what, sizeof(what));
+        }
         if (ctx == NULL) {
             snprintf(err, errlen, "certificate for %s: %s", d, what);
             return -EINVAL;
         }
         s->ctxs[s->n_ctxs++] = ctx;
         bool wildcard = d[0] == '*';
-        const char *name = put_str(arena, wildcard ? d + 2 : d);
+        const char *name = put_str(&arena, wildcard ? d + 2 : d);
         snap_cert_slot *slot = cert_slot(s, name, strlen(name), wildcard);
         if (slot->name == NULL) /* the first certificate named for a domain wins */
             *slot = (snap_cert_slot){name, (uint32_t)strlen(name), wildcard, (uint32_t)(s->n_ctxs - 1)};
@@ -389,81 +450,42 @@ static int add_certs(ptc_dp_snapshot *s, const ptc_dp_cert *certs, size_t n_cert
     return 0;
 }
 
-ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_route *routes, size_t n_routes, const ptc_dp_cert *certs,
-                                       size_t n_certs, char *err, size_t errlen)
+ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_snapshot *prev, const ptc_dp_route *routes,
+                                       size_t n_routes, const ptc_dp_cert *certs, size_t n_certs, char *err,
+                                       size_t errlen)
 {
     ptc_dp_snapshot *s = ptc_xcalloc(1, sizeof(*s));
-    ptc_router_entry *entries = NULL;
-    route_lens *lens = ptc_xmalloc((n_routes ? n_routes : 1) * sizeof(route_lens));
-    size_t bytes = 0, n_up = 0;
+    ptc_router_entry *entries = ptc_xmalloc((n_routes ? n_routes : 1) * sizeof(*entries));
+    resolver rv = {0};
     atomic_init(&s->refs, 1);
 
+    s->cells = ptc_xcalloc(n_routes ? n_routes : 1, sizeof(ptc_snap_cell *));
     for (size_t i = 0; i < n_routes; i++) {
-        const ptc_dp_route *r = &routes[i];
-        if (r->name == NULL || r->domain == NULL || r->path_prefix == NULL) {
-            snprintf(err, errlen, "route %zu: no name, domain or path prefix", i);
+        ptc_snap_cell *c;
+        if (routes[i].keep != 0) {
+            if (prev == NULL || routes[i].keep > prev->n_routes) {
+                snprintf(err, errlen, "route %zu: kept from no previous snapshot", i);
+                goto fail;
+            }
+            c = prev->cells[routes[i].keep - 1];
+            atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+        } else if ((c = cell_build(&routes[i], i, &rv, err, errlen)) == NULL) {
             goto fail;
         }
-        lens[i] = (route_lens){(uint32_t)strlen(r->name), (uint32_t)strlen(r->domain),
-                               (uint32_t)strlen(r->path_prefix)};
-        if (!valid_domain_n(r->domain, lens[i].domain) || r->path_prefix[0] != '/' ||
-            (r->n_upstreams > 0 && r->upstreams == NULL)) {
-            snprintf(err, errlen, "route %zu (%s): bad domain or path prefix", i, r->name);
-            goto fail;
-        }
-        bytes += (size_t)lens[i].name + lens[i].domain + lens[i].prefix + 3;
-        for (size_t j = 0; j < r->n_upstreams; j++)
-            bytes += strlen(r->upstreams[j].host ? r->upstreams[j].host : "") + 8;
-        n_up += r->n_upstreams;
+        s->cells[s->n_routes++] = c;
+        entries[i] = (ptc_router_entry){c->route.domain, c->route.path_prefix, (int)i};
     }
-    for (size_t i = 0; i < n_certs; i++)
-        bytes += str_size(certs[i].domain);
-    s->strings = ptc_xmalloc(bytes + 1);
-    char *arena = s->strings;
-    s->routes = ptc_xcalloc(n_routes ? n_routes : 1, sizeof(ptc_snap_route));
-    s->upstreams = ptc_xcalloc(n_up ? n_up : 1, sizeof(ptc_snap_upstream));
-    s->n_routes = n_routes;
-    s->n_upstreams = n_up;
-    if (resolve_all(s, routes, n_routes, err, errlen) < 0)
-        goto fail;
-
-    entries = ptc_xcalloc(n_routes ? n_routes : 1, sizeof(*entries));
-    pthread_mutex_lock(&g_stats.lock);
-    size_t u = 0;
-    for (size_t i = 0; i < n_routes; i++) {
-        const ptc_dp_route *in = &routes[i];
-        ptc_snap_route *out = &s->routes[i];
-        bool added;
-        out->name = put_strn(&arena, in->name, lens[i].name);
-        out->domain = put_strn(&arena, in->domain, lens[i].domain);
-        out->path_prefix = put_strn(&arena, in->path_prefix, lens[i].prefix);
-        out->strip_prefix = in->strip_prefix;
-        out->websocket = in->websocket;
-        out->security_headers = in->security_headers;
-        out->https_only = in->https_only;
-        out->max_body_size = in->max_body_size;
-        out->upstreams = &s->upstreams[u];
-        out->n_upstreams = (uint32_t)in->n_upstreams;
-        out->stat_idx = reg_intern(&g_stats, out->name, lens[i].name, &added);
-        if (out->stat_idx + 1 > s->stat_limit)
-            s->stat_limit = out->stat_idx + 1;
-        for (size_t j = 0; j < in->n_upstreams; j++, u++) {
-            s->upstreams[u].label = arena;
-            arena += put_label(arena, in->upstreams[j].host, in->upstreams[j].port);
-        }
-        entries[i] = (ptc_router_entry){out->domain, out->path_prefix, (int)i};
-    }
-    pthread_mutex_unlock(&g_stats.lock);
-    attach_health(s);
+    /* Route names are interned for good: their count bounds every index. */
+    s->stat_limit = ptc_snap_stat_count();
     s->router = ptc_router_build(entries, n_routes);
-    if (add_certs(s, certs, n_certs, &arena, err, errlen) < 0)
+    if (add_certs(s, prev, certs, n_certs, err, errlen) < 0)
         goto fail;
     free(entries);
-    free(lens);
+    free(rv.cache);
     return s;
 fail:
     free(entries);
-    free(lens);
+    free(rv.cache);
     snapshot_free(s);
     return NULL;
 }
@@ -472,7 +494,15 @@ const ptc_snap_route *ptc_snap_route_match(const ptc_dp_snapshot *snap, ptc_str 
                                            size_t *prefix_len)
 {
     int id = ptc_router_match(snap->router, host, path, prefix_len);
-    return id < 0 ? NULL : &snap->routes[id];
+    return id < 0 ? NULL : &snap->cells[id]->route;
+}
+
+bool ptc_dp_snapshot_https_only(const ptc_dp_snapshot *snap, const char *domain, const char *path_prefix)
+{
+    size_t plen;
+    const ptc_snap_route *r = ptc_snap_route_match(snap, ptc_str_make(domain, strlen(domain)),
+                                                   ptc_str_make(path_prefix, strlen(path_prefix)), &plen);
+    return r != NULL && r->https_only;
 }
 
 SSL_CTX *ptc_snap_cert_pick(const ptc_dp_snapshot *snap, const char *servername)

@@ -52,15 +52,18 @@ typedef struct ptc_snap_route {
     uint32_t stat_idx; /* stable per route name across snapshots (metrics, balancing state) */
 } ptc_snap_route;
 
+/* A compiled route with its upstreams and strings, in one allocation
+ * shared (by reference count) by every snapshot that keeps the route
+ * unchanged: a change compiles only the routes it touches. */
+typedef struct ptc_snap_cell ptc_snap_cell;
+
 struct ptc_dp_snapshot {
     atomic_long refs;
     uint64_t generation; /* set when published */
     ptc_router *router;
-    ptc_snap_route *routes;
+    ptc_snap_cell **cells; /* route i is cells[i] */
     size_t n_routes;
     uint32_t stat_limit; /* 1 + the largest stat_idx of its routes */
-    ptc_snap_upstream *upstreams;
-    size_t n_upstreams;
     /* Certificates: an open-addressing table of names (a wildcard under its
      * suffix) to indices into ctxs. */
     SSL_CTX **ctxs;

@@ -380,6 +380,15 @@ SSL_CTX *ptc_tls_cert_ctx_get(const char *cert_pem, const char *key_pem, char *e
     return ctx;
 }
 
+SSL_CTX *ptc_tls_cert_ctx_retain(SSL_CTX *ctx)
+{
+    cert_entry *e = SSL_CTX_get_ex_data(ctx, g_entry_idx);
+    pthread_mutex_lock(&g_cache_lock);
+    e->refs++;
+    pthread_mutex_unlock(&g_cache_lock);
+    return ctx;
+}
+
 void ptc_tls_cert_ctx_release(SSL_CTX *ctx)
 {
     if (ctx == NULL)

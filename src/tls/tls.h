@@ -40,6 +40,9 @@ SSL_CTX *ptc_tls_server_ctx_new(ptc_tls_pick_cb pick, void *arg, char *err, size
  * (release it with ptc_tls_cert_ctx_release, never SSL_CTX_free), or NULL
  * with the reason in err.  Thread-safe; blocks only on parsing. */
 SSL_CTX *ptc_tls_cert_ctx_get(const char *cert_pem, const char *key_pem, char *err, size_t errlen);
+/* Another reference to a context from ptc_tls_cert_ctx_get, without
+ * hashing its PEM again; returns ctx. */
+SSL_CTX *ptc_tls_cert_ctx_retain(SSL_CTX *ctx);
 void ptc_tls_cert_ctx_release(SSL_CTX *ctx);
 
 /* Replaces the ticket encryption key now (the hourly rotation does this by

@@ -74,7 +74,7 @@ static void test_challenge_responder(void)
                           .upstreams = &up,
                           .n_upstreams = 1,
                           .https_only = true};
-    ptc_dp_snapshot *snap = ptc_dp_snapshot_build(&route, 1, NULL, 0, err, sizeof(err));
+    ptc_dp_snapshot *snap = ptc_dp_snapshot_build(NULL, &route, 1, NULL, 0, err, sizeof(err));
     CHECK(snap != NULL);
     ptc_dataplane_publish(dp, snap);
     CHECK_INT(ptc_dataplane_start(dp), 0);

@@ -182,23 +182,24 @@ static void test_snapshot_build_errors_and_certs(void)
     bad_domain.domain = "A B";
     bad_prefix.path_prefix = "x";
     unresolvable.upstreams = &bad_up;
-    CHECK(ptc_dp_snapshot_build(&bad_domain, 1, NULL, 0, err, sizeof(err)) == NULL);
-    CHECK(ptc_dp_snapshot_build(&bad_prefix, 1, NULL, 0, err, sizeof(err)) == NULL);
-    CHECK(ptc_dp_snapshot_build(&unresolvable, 1, NULL, 0, err, sizeof(err)) == NULL);
+    CHECK(ptc_dp_snapshot_build(NULL, &bad_domain, 1, NULL, 0, err, sizeof(err)) == NULL);
+    CHECK(ptc_dp_snapshot_build(NULL, &bad_prefix, 1, NULL, 0, err, sizeof(err)) == NULL);
+    CHECK(ptc_dp_snapshot_build(NULL, &unresolvable, 1, NULL, 0, err, sizeof(err)) == NULL);
     CHECK(strstr(err, "no-such-host.invalid") != NULL);
 
     char *ca, *ka, *cw, *kw, *cb, *kb;
     make_cert("a.test", &ca, &ka);
     make_cert("*.w.test", &cw, &kw);
     make_cert("b.test", &cb, &kb);
-    ptc_dp_cert mismatched = {"a.test", ca, kb};
-    CHECK(ptc_dp_snapshot_build(&r, 1, &mismatched, 1, err, sizeof(err)) == NULL);
+    ptc_dp_cert mismatched = {.domain = "a.test", .cert_pem = ca, .key_pem = kb};
+    CHECK(ptc_dp_snapshot_build(NULL, &r, 1, &mismatched, 1, err, sizeof(err)) == NULL);
     CHECK(strstr(err, "does not match") != NULL);
-    ptc_dp_cert garbage = {"a.test", "not a certificate", ka};
-    CHECK(ptc_dp_snapshot_build(&r, 1, &garbage, 1, err, sizeof(err)) == NULL);
+    ptc_dp_cert garbage = {.domain = "a.test", .cert_pem = "not a certificate", .key_pem = ka};
+    CHECK(ptc_dp_snapshot_build(NULL, &r, 1, &garbage, 1, err, sizeof(err)) == NULL);
 
-    ptc_dp_cert certs[] = {{"a.test", ca, ka}, {"*.w.test", cw, kw}};
-    ptc_dp_snapshot *s = ptc_dp_snapshot_build(&r, 1, certs, 2, err, sizeof(err));
+    ptc_dp_cert certs[] = {{.domain = "a.test", .cert_pem = ca, .key_pem = ka},
+                           {.domain = "*.w.test", .cert_pem = cw, .key_pem = kw}};
+    ptc_dp_snapshot *s = ptc_dp_snapshot_build(NULL, &r, 1, certs, 2, err, sizeof(err));
     CHECK(s != NULL);
     SSL_CTX *a = ptc_snap_cert_pick(s, "a.test");
     CHECK(a != NULL);
@@ -211,12 +212,38 @@ static void test_snapshot_build_errors_and_certs(void)
     CHECK(ptc_snap_cert_pick(s, NULL) == NULL);
 
     /* The same PEMs in the next snapshot share the parsed context. */
-    ptc_dp_snapshot *s2 = ptc_dp_snapshot_build(&r, 1, certs, 2, err, sizeof(err));
+    ptc_dp_snapshot *s2 = ptc_dp_snapshot_build(NULL, &r, 1, certs, 2, err, sizeof(err));
     CHECK(ptc_snap_cert_pick(s2, "a.test") == a);
     /* Route metric indices are stable across snapshots. */
-    CHECK_INT(s->routes[0].stat_idx, s2->routes[0].stat_idx);
-    ptc_dp_snapshot_discard(s);
+    size_t plen;
+    const ptc_str a_test = ptc_str_make("a.test", 6), slash = ptc_str_make("/", 1);
+    CHECK_INT(ptc_snap_route_match(s, a_test, slash, &plen)->stat_idx,
+              ptc_snap_route_match(s2, a_test, slash, &plen)->stat_idx);
     ptc_dp_snapshot_discard(s2);
+
+    /* A snapshot built from the previous one shares what it keeps: the
+     * compiled route and the context, which outlive the snapshot that made
+     * them. */
+    ptc_dp_route kept = {.keep = 1}, changed = r;
+    changed.name = "c";
+    changed.domain = "c.test";
+    ptc_dp_route next[] = {kept, changed};
+    ptc_dp_cert next_certs[] = {{.domain = "a.test", .keep = 1}};
+    ptc_dp_snapshot *s3 = ptc_dp_snapshot_build(s, next, 2, next_certs, 1, err, sizeof(err));
+    CHECK(s3 != NULL);
+    CHECK(s3->cells[0] == s->cells[0] && s3->cells[1] != s->cells[0]);
+    ptc_dp_snapshot_discard(s);
+    const ptc_snap_route *hit =
+        ptc_snap_route_match(s3, ptc_str_make("a.test", 6), ptc_str_make("/x", 2), &plen);
+    CHECK(hit != NULL && strcmp(hit->name, "r") == 0 && strcmp(hit->upstreams[0].label, "127.0.0.1:9") == 0);
+    hit = ptc_snap_route_match(s3, ptc_str_make("c.test", 6), ptc_str_make("/", 1), &plen);
+    CHECK(hit != NULL && strcmp(hit->name, "c") == 0);
+    CHECK(ptc_snap_cert_pick(s3, "a.test") == a);
+    /* Keeping what no previous snapshot has is refused. */
+    ptc_dp_route stray = {.keep = 3};
+    CHECK(ptc_dp_snapshot_build(s3, &stray, 1, NULL, 0, err, sizeof(err)) == NULL);
+    CHECK(ptc_dp_snapshot_build(NULL, &kept, 1, NULL, 0, err, sizeof(err)) == NULL);
+    ptc_dp_snapshot_discard(s3);
     free(ca), free(ka), free(cw), free(kw), free(cb), free(kb);
 }
 
@@ -239,7 +266,7 @@ static void test_health_balancing_metrics_and_stop(void)
     ptc_dp_upstream ups[] = {{"127.0.0.1", u1.port, 1}, {"localhost", u2.port, 1}};
     ptc_dp_route r = {
         .name = "health", .domain = "h.test", .path_prefix = "/", .upstreams = ups, .n_upstreams = 2};
-    ptc_dp_snapshot *s = ptc_dp_snapshot_build(&r, 1, NULL, 0, err, sizeof(err));
+    ptc_dp_snapshot *s = ptc_dp_snapshot_build(NULL, &r, 1, NULL, 0, err, sizeof(err));
     CHECK(s != NULL);
     uint64_t g1 = ptc_dataplane_publish(dp, s);
     CHECK_INT(get(port, "h.test", body, sizeof(body)), 200);
@@ -271,7 +298,7 @@ static void test_health_balancing_metrics_and_stop(void)
     /* A republished snapshot keeps the verdicts of its upstreams' cells
      * and gets the next generation. */
     ptc_dp_upstream_set_healthy("127.0.0.1", u1.port, false);
-    ptc_dp_snapshot *s2 = ptc_dp_snapshot_build(&r, 1, NULL, 0, err, sizeof(err));
+    ptc_dp_snapshot *s2 = ptc_dp_snapshot_build(NULL, &r, 1, NULL, 0, err, sizeof(err));
     uint64_t g2 = ptc_dataplane_publish(dp, s2);
     CHECK_INT(g2, g1 + 1);
     for (int i = 0; i < 4; i++) {
@@ -284,7 +311,7 @@ static void test_health_balancing_metrics_and_stop(void)
     ptc_dp_route r2 = {
         .name = "later", .domain = "l.test", .path_prefix = "/", .upstreams = &later, .n_upstreams = 1};
     ptc_dp_route both[] = {r, r2};
-    ptc_dp_snapshot *s3 = ptc_dp_snapshot_build(both, 2, NULL, 0, err, sizeof(err));
+    ptc_dp_snapshot *s3 = ptc_dp_snapshot_build(NULL, both, 2, NULL, 0, err, sizeof(err));
     uint64_t g3 = ptc_dataplane_publish(dp, s3);
     CHECK_INT(get(port, "l.test", body, sizeof(body)), 503);
     char longhost[300];
@@ -336,7 +363,7 @@ static void test_passive_ejection(void)
     ptc_dp_upstream ups[] = {{"127.0.0.1", live.port, 1}, {"127.0.0.1", dead, 1}};
     ptc_dp_route r = {
         .name = "passive", .domain = "p.test", .path_prefix = "/", .upstreams = ups, .n_upstreams = 2};
-    ptc_dataplane_publish(dp, ptc_dp_snapshot_build(&r, 1, NULL, 0, err, sizeof(err)));
+    ptc_dataplane_publish(dp, ptc_dp_snapshot_build(NULL, &r, 1, NULL, 0, err, sizeof(err)));
     /* Every other request goes to the refusing upstream until the third
      * failure in a row; then it gets none. */
     int bad = 0;
