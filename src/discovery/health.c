@@ -766,12 +766,13 @@ void ptc_health_follow(ptc_health *h, const ptc_state *next)
         while (i < np || j < next->n_proxies) {
             const ptc_proxy *a = i < np ? prev->proxies[i] : NULL;
             const ptc_proxy *b = j < next->n_proxies ? next->proxies[j] : NULL;
-            int cmp = a == NULL ? 1 : b == NULL ? -1 : strcmp(a->name, b->name);
-            if (cmp == 0 && a == b) {
+            /* Most proxies are the very same object in both states. */
+            if (a != NULL && a == b) {
                 i++;
                 j++;
                 continue;
             }
+            int cmp = a == NULL ? 1 : b == NULL ? -1 : strcmp(a->name, b->name);
             if (pass == 0 && cmp >= 0)
                 for (size_t k = 0; k < b->n_upstreams; k++)
                     add_member(h, b, k);
