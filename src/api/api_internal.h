@@ -88,6 +88,10 @@ void ptc_api_audit_end(ptc_call *c, int64_t id, const char *action, const char *
                        const char *result, const char *error_code, const char *detail);
 void ptc_api_audit_end_failure(ptc_call *c, int64_t id, const char *action, const char *droplet,
                                const char *domain);
+/* The log line of an audit row that the store finished itself, in the
+ * transaction of the change (see ptc_revision.audit_id). */
+void ptc_api_audit_logged(ptc_call *c, const char *action, const char *droplet, const char *domain,
+                          const char *result, const char *error_code);
 
 /* ---- the apply pipeline (apply.c) ---- */
 

@@ -14,9 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Commits next as revision rev, and finishes the attempt's audit row
+ * (audit_id, 0 for none) as a success with detail in the same
+ * transaction: one disk sync for the change and its record. */
 static int commit_proxies(ptc_call *c, const ptc_state *cur, const ptc_state *next, int64_t rev,
-                          const ptc_change *chg)
+                          const ptc_change *chg, int64_t audit_id, const char *detail)
 {
+    char *text = ptc_utf8_repair(detail);
     ptc_revision meta = {
         .number = rev,
         .ts = ptc_now_ms(),
@@ -24,8 +28,12 @@ static int commit_proxies(ptc_call *c, const ptc_state *cur, const ptc_state *ne
         .action = chg->action,
         .correlation_id = c->correlation_id,
         .summary = chg->summary,
+        .audit_id = audit_id,
+        .audit_detail = text,
     };
-    return ptc_store_commit(c->api->store, cur, next, &meta);
+    int rc = ptc_store_commit(c->api->store, cur, next, &meta);
+    free(text);
+    return rc;
 }
 
 static void publish(ptc_api *api, const ptc_state *next)
@@ -95,7 +103,14 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
         goto out;
     }
 
-    rc = chg->commit ? chg->commit(c, cur, next, rev, chg->arg) : commit_proxies(c, cur, next, rev, chg);
+    bool revisioned = chg->commit == NULL || chg->commits_revision;
+    char detail[200];
+    if (revisioned)
+        snprintf(detail, sizeof(detail), "%s; revision %lld", chg->summary, (long long)rev);
+    else
+        snprintf(detail, sizeof(detail), "%s", chg->summary);
+    rc = chg->commit ? chg->commit(c, cur, next, rev, chg->arg)
+                     : commit_proxies(c, cur, next, rev, chg, audit_id, detail);
     if (rc != 0) {
         /* The engine serves next but the store still says cur: put the
          * engine back, so that the two never disagree. */
@@ -112,7 +127,6 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
         ptc_api_audit_end_failure(c, audit_id, chg->action, chg->droplet, chg->domain);
         goto out;
     }
-    bool revisioned = chg->commit == NULL || chg->commits_revision;
     if (revisioned)
         ((ptc_state *)next)->revision = rev;
     else
@@ -125,12 +139,10 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
         json_object_set_new(*report, "revision", json_integer(rev));
     *next_out = ptc_state_retain(next);
     status = PTC_APPLY_DONE;
-    char detail[200];
-    if (revisioned)
-        snprintf(detail, sizeof(detail), "%s; revision %lld", chg->summary, (long long)rev);
+    if (chg->commit == NULL && audit_id != 0)
+        ptc_api_audit_logged(c, chg->action, chg->droplet, chg->domain, "success", NULL);
     else
-        snprintf(detail, sizeof(detail), "%s", chg->summary);
-    ptc_api_audit_end(c, audit_id, chg->action, chg->droplet, chg->domain, "success", NULL, detail);
+        ptc_api_audit_end(c, audit_id, chg->action, chg->droplet, chg->domain, "success", NULL, detail);
 out:
     pthread_mutex_unlock(&api->apply_lock);
     ptc_apply_result_clear(&res);

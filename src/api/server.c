@@ -689,6 +689,12 @@ void ptc_api_audit_end(ptc_call *c, int64_t id, const char *action, const char *
         ptc_api_audit(c, action, droplet, domain, result, error_code, detail);
         return;
     }
+    ptc_api_audit_logged(c, action, droplet, domain, result, error_code);
+}
+
+void ptc_api_audit_logged(ptc_call *c, const char *action, const char *droplet, const char *domain,
+                          const char *result, const char *error_code)
+{
     ptc_log_info("audit", PTC_LS("action", action), PTC_LS("actor", c->actor),
                  PTC_LS("droplet_name", droplet), PTC_LS("domain", domain), PTC_LS("result", result),
                  PTC_LS("error_code", error_code));

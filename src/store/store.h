@@ -44,6 +44,11 @@ typedef struct ptc_revision {
     const char *correlation_id;
     const char *summary; /* e.g. "put orchestrator" */
     int64_t n_proxies;   /* proxies in the state after it */
+    /* On commit only: the audit row of the attempt (ptc_store_audit_begin)
+     * that the same transaction finishes as a success with audit_detail,
+     * so that the change and its record reach the disk together; 0: none. */
+    int64_t audit_id;
+    const char *audit_detail;
 } ptc_revision;
 
 /* A list of audit entries or revisions; strings are owned by the list. */

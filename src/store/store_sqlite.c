@@ -52,9 +52,18 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (name, type));",
 };
 
+/* The statements of a change's hot path, prepared once (parsing them on
+ * every change cost more than running them). */
+#define KEPT_MAX 8
+
 typedef struct sqlite_store {
     sqlite3 *db;
     char *path;
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } kept[KEPT_MAX];
+    size_t n_kept;
 } sqlite_store;
 
 static int db_error(sqlite_store *s, const char *what)
@@ -81,6 +90,39 @@ static int prepare(sqlite_store *s, const char *sql, sqlite3_stmt **st)
     if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
         return db_error(s, "prepare");
     return 0;
+}
+
+/* A statement prepared once for the life of the store, found by the
+ * address of its SQL text (a literal).  Give it back with put_back. */
+static int prepare_kept(sqlite_store *s, const char *sql, sqlite3_stmt **st)
+{
+    for (size_t i = 0; i < s->n_kept; i++) {
+        if (s->kept[i].sql == sql) {
+            *st = s->kept[i].st;
+            return 0;
+        }
+    }
+    int rc = prepare(s, sql, st);
+    if (rc == 0 && s->n_kept < KEPT_MAX) {
+        s->kept[s->n_kept].sql = sql;
+        s->kept[s->n_kept++].st = *st;
+    }
+    return rc;
+}
+
+/* Resets a statement of prepare_kept for its next use (NULL is fine). */
+static void put_back(sqlite_store *s, sqlite3_stmt *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < s->n_kept; i++) {
+        if (s->kept[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    }
+    sqlite3_finalize(st);
 }
 
 static int user_version(sqlite_store *s)
@@ -121,6 +163,8 @@ static void sqlite_close(void *b)
     sqlite_store *s = b;
     if (s == NULL)
         return;
+    for (size_t i = 0; i < s->n_kept; i++)
+        sqlite3_finalize(s->kept[i].st);
     sqlite3_close(s->db);
     free(s->path);
     free(s);
@@ -204,14 +248,14 @@ static int read_proxies(sqlite_store *s, sqlite3_stmt *st, ptc_proxy ***out, siz
 static int newest_revision(sqlite_store *s, int64_t *n)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prepare(s, "SELECT COALESCE(MAX(number), 0) FROM revisions", &st);
+    int rc = prepare_kept(s, "SELECT COALESCE(MAX(number), 0) FROM revisions", &st);
     if (rc == 0) {
         if (sqlite3_step(st) == SQLITE_ROW)
             *n = sqlite3_column_int64(st, 0);
         else
             rc = db_error(s, "newest revision");
     }
-    sqlite3_finalize(st);
+    put_back(s, st);
     return rc;
 }
 
@@ -277,6 +321,31 @@ static int sqlite_next_revision(void *b, int64_t *number)
     return rc;
 }
 
+static void bind_opt(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int finish_audit(sqlite_store *s, int64_t id, const char *result, const char *error_code,
+                        const char *detail)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare_kept(s, "UPDATE audit SET result = ?, error_code = ?, detail = ? WHERE id = ?", &st);
+    if (rc == 0) {
+        bind_opt(st, 1, result);
+        bind_opt(st, 2, error_code);
+        bind_opt(st, 3, detail);
+        sqlite3_bind_int64(st, 4, id);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = db_error(s, "finish audit");
+    }
+    put_back(s, st);
+    return rc;
+}
+
 /* Writes one change (p NULL: name deleted) into proxies and proxy_versions. */
 static int write_change(sqlite_store *s, sqlite3_stmt *up, sqlite3_stmt *del, sqlite3_stmt *ver,
                         const char *name, const ptc_proxy *p, int64_t rev)
@@ -334,10 +403,11 @@ static int sqlite_commit(void *b, const ptc_state *prev, const ptc_state *next, 
 
     if ((rc = exec(s, "BEGIN IMMEDIATE")) != 0)
         goto out;
-    if ((rc = prepare(s,
-                      "INSERT INTO revisions (number, ts, actor, action, correlation_id, summary, n_proxies) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      &rev)) != 0)
+    if ((rc = prepare_kept(
+             s,
+             "INSERT INTO revisions (number, ts, actor, action, correlation_id, summary, n_proxies) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?)",
+             &rev)) != 0)
         goto out;
     sqlite3_bind_int64(rev, 1, meta->number);
     sqlite3_bind_int64(rev, 2, meta->ts);
@@ -355,12 +425,13 @@ static int sqlite_commit(void *b, const ptc_state *prev, const ptc_state *next, 
         rc = db_error(s, "write revision");
         goto out;
     }
-    if ((rc = prepare(s,
-                      "INSERT OR REPLACE INTO proxies (name, domain, path_prefix, spec, revision) "
-                      "VALUES (?, ?, ?, ?, ?)",
-                      &up)) != 0 ||
-        (rc = prepare(s, "DELETE FROM proxies WHERE name = ?", &del)) != 0 ||
-        (rc = prepare(s, "INSERT INTO proxy_versions (name, revision, spec) VALUES (?, ?, ?)", &ver)) != 0)
+    if ((rc = prepare_kept(s,
+                           "INSERT OR REPLACE INTO proxies (name, domain, path_prefix, spec, revision) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           &up)) != 0 ||
+        (rc = prepare_kept(s, "DELETE FROM proxies WHERE name = ?", &del)) != 0 ||
+        (rc = prepare_kept(s, "INSERT INTO proxy_versions (name, revision, spec) VALUES (?, ?, ?)", &ver)) !=
+            0)
         goto out;
     /* One merge walk over both name-sorted lists.  Unchanged proxies are
      * the very same objects in both states: comparing pointers first skips
@@ -384,12 +455,15 @@ static int sqlite_commit(void *b, const ptc_state *prev, const ptc_state *next, 
     for (size_t k = 0; k < n_written; k++)
         if ((rc = write_change(s, up, del, ver, written[k]->name, written[k], meta->number)) != 0)
             goto out;
+    if (meta->audit_id != 0 &&
+        (rc = finish_audit(s, meta->audit_id, "success", NULL, meta->audit_detail)) != 0)
+        goto out;
     rc = exec(s, "COMMIT");
 out:
-    sqlite3_finalize(up);
-    sqlite3_finalize(del);
-    sqlite3_finalize(ver);
-    sqlite3_finalize(rev);
+    put_back(s, up);
+    put_back(s, del);
+    put_back(s, ver);
+    put_back(s, rev);
     free(deleted);
     free(written);
     if (rc != 0)
@@ -507,14 +581,6 @@ static int sqlite_cert_delete(void *b, const char *domain)
     return rc;
 }
 
-static void bind_opt(sqlite3_stmt *st, int i, const char *v)
-{
-    if (v)
-        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, i);
-}
-
 static int sqlite_audit_append_many(void *b, const ptc_audit_entry *e, size_t n)
 {
     sqlite_store *s = b;
@@ -522,10 +588,10 @@ static int sqlite_audit_append_many(void *b, const ptc_audit_entry *e, size_t n)
     int rc;
     if (n > 1 && (rc = exec(s, "BEGIN IMMEDIATE")) != 0)
         return rc;
-    rc = prepare(s,
-                 "INSERT INTO audit (ts, correlation_id, actor, action, droplet_name, domain, result,"
-                 " error_code, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 &st);
+    rc = prepare_kept(s,
+                      "INSERT INTO audit (ts, correlation_id, actor, action, droplet_name, domain, result,"
+                      " error_code, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      &st);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         sqlite3_bind_int64(st, 1, e[i].ts);
         bind_opt(st, 2, e[i].correlation_id);
@@ -541,7 +607,7 @@ static int sqlite_audit_append_many(void *b, const ptc_audit_entry *e, size_t n)
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
     }
-    sqlite3_finalize(st);
+    put_back(s, st);
     if (n > 1)
         rc = rc == 0 ? exec(s, "COMMIT") : (exec(s, "ROLLBACK"), rc);
     return rc;
@@ -552,33 +618,31 @@ static int sqlite_audit_append(void *b, const ptc_audit_entry *e)
     return sqlite_audit_append_many(b, e, 1);
 }
 
+/* The row of an attempt needs no disk sync of its own: the write that
+ * ends the attempt (the commit, or the failure's finish) syncs the log
+ * and every row before it, so the row is on disk no later than the change
+ * it announces.  A crash loses nothing (the log is in the kernel's cache);
+ * a power cut can lose the row with the attempt, never a row without its
+ * change. */
 static int sqlite_audit_begin(void *b, const ptc_audit_entry *e, int64_t *id)
 {
     sqlite_store *s = b;
     ptc_audit_entry row = *e;
     row.result = "in_progress";
-    int rc = sqlite_audit_append_many(b, &row, 1);
+    int rc = exec(s, "PRAGMA synchronous = NORMAL");
+    if (rc == 0)
+        rc = sqlite_audit_append_many(b, &row, 1);
     if (rc == 0)
         *id = sqlite3_last_insert_rowid(s->db);
+    if (exec(s, "PRAGMA synchronous = FULL") != 0 && rc == 0)
+        rc = -EIO;
     return rc;
 }
 
 static int sqlite_audit_finish(void *b, int64_t id, const char *result, const char *error_code,
                                const char *detail)
 {
-    sqlite_store *s = b;
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(s, "UPDATE audit SET result = ?, error_code = ?, detail = ? WHERE id = ?", &st);
-    if (rc == 0) {
-        bind_opt(st, 1, result);
-        bind_opt(st, 2, error_code);
-        bind_opt(st, 3, detail);
-        sqlite3_bind_int64(st, 4, id);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = db_error(s, "finish audit");
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return finish_audit(b, id, result, error_code, detail);
 }
 
 static int sqlite_audit_interrupted(void *b, int64_t *n)

@@ -112,6 +112,34 @@ static void test_store_lifecycle(void)
     CHECK_STR(al.items[0].error_code, "NGINX_TEST_FAILED");
     ptc_audit_list_free(&al);
 
+    /* An attempt's row finished by the commit of its change, in the same
+     * transaction; a commit that fails leaves it in progress. */
+    int64_t audit_id = 0;
+    e.ts = 9500;
+    CHECK_INT(ptc_store_audit_begin(st, &e, &audit_id), 0);
+    CHECK(audit_id > 0);
+    ptc_state *s4 = ptc_state_put_proxy(s3, mk("c", "c.com", 4));
+    ptc_revision taken = {.number = 3, .ts = 1, .summary = "dup", .audit_id = audit_id, .audit_detail = "no"};
+    CHECK_INT(ptc_store_commit(st, s3, s4, &taken), -EEXIST);
+    CHECK_INT(ptc_store_audit_list(st, 9500, 10, &al), 0);
+    CHECK_INT(al.n, 1);
+    CHECK_STR(al.items[0].result, "in_progress");
+    ptc_audit_list_free(&al);
+    ptc_revision meta4 = {.number = 4,
+                          .ts = 9600,
+                          .actor = "test",
+                          .action = "proxy.put",
+                          .summary = "put c",
+                          .audit_id = audit_id,
+                          .audit_detail = "put c; revision 4"};
+    CHECK_INT(ptc_store_commit(st, s3, s4, &meta4), 0);
+    CHECK_INT(ptc_store_audit_list(st, 9500, 10, &al), 0);
+    CHECK_INT(al.n, 1);
+    CHECK_STR(al.items[0].result, "success");
+    CHECK_STR(al.items[0].detail, "put c; revision 4");
+    ptc_audit_list_free(&al);
+    ptc_state_release(s4);
+
     ptc_cert *c = ptc_cert_new();
     c->domain = strdup("b.com");
     c->cert_pem = strdup("-----BEGIN CERTIFICATE-----\n");
@@ -136,8 +164,8 @@ static void test_store_lifecycle(void)
     st = ptc_store_open("", dir, err, sizeof(err));
     CHECK(st != NULL);
     CHECK_INT(ptc_store_load_state(st, &now), 0);
-    CHECK_INT(now->revision, 3);
-    CHECK_INT(now->n_proxies, 1);
+    CHECK_INT(now->revision, 4);
+    CHECK_INT(now->n_proxies, 2);
     CHECK_INT(ptc_state_proxy(now, "b")->upstreams[0].port, 3);
     CHECK_INT(ptc_state_proxy(now, "b")->revision, 0); /* the spec keeps what the caller stored */
     CHECK_INT(now->n_certs, 1);
