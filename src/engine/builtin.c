@@ -25,6 +25,10 @@ typedef struct builtin {
      * data plane's reference): the next build shares what did not change. */
     const ptc_state *built;
     const ptc_dp_snapshot *live;
+    /* The route descriptions of a build, kept between builds: at 10,000
+     * routes, allocating and clearing them cost as much as the build. */
+    ptc_dp_route *routes;
+    size_t routes_cap;
 } builtin;
 
 /* Whether two states hold the very same certificates. */
@@ -52,48 +56,57 @@ static bool https_only(const ptc_state *st, const ptc_proxy *p)
 static ptc_dp_snapshot *build_snapshot(builtin *b, const ptc_state *st, char *err, size_t errlen)
 {
     const ptc_state *old = b->built;
-    size_t n_up = 0;
-    for (size_t i = 0; i < st->n_proxies; i++)
-        n_up += st->proxies[i]->n_upstreams;
-    ptc_dp_route *routes = ptc_xcalloc(st->n_proxies + 1, sizeof(*routes));
-    ptc_dp_upstream *ups = ptc_xcalloc(n_up + 1, sizeof(*ups));
-    ptc_dp_cert *certs = ptc_xcalloc(st->n_certs + 1, sizeof(*certs));
     bool certs_kept = old != NULL && same_certs(old, st);
-    size_t u = 0, k = 0;
+    size_t n_up = 0, u = 0, k = 0;
 
+    if (b->routes_cap < st->n_proxies + 1) {
+        b->routes_cap = (st->n_proxies + 1) * 2;
+        b->routes = ptc_xrealloc(b->routes, b->routes_cap * sizeof(*b->routes));
+    }
+    /* Pass 1: which routes are kept (only keep is read of those). */
     for (size_t i = 0; i < st->n_proxies; i++) {
         const ptc_proxy *p = st->proxies[i];
-        ptc_dp_route *r = &routes[i];
         while (old != NULL && k < old->n_proxies && old->proxies[k] != p &&
                strcmp(old->proxies[k]->name, p->name) < 0)
             k++;
         if (old != NULL && k < old->n_proxies && old->proxies[k] == p &&
             (certs_kept || https_only(st, p) == https_only(old, p))) {
-            r->keep = (uint32_t)(k + 1);
+            b->routes[i].keep = (uint32_t)(++k);
             continue;
         }
-        r->name = p->name;
-        r->domain = p->domain;
-        r->path_prefix = p->path_prefix;
-        r->strip_prefix = p->strip_prefix;
-        r->upstreams = &ups[u];
-        r->n_upstreams = p->n_upstreams;
+        b->routes[i].keep = 0;
+        n_up += p->n_upstreams;
+    }
+    /* Pass 2: the new ones. */
+    ptc_dp_upstream *ups = ptc_xmalloc((n_up + 1) * sizeof(*ups));
+    for (size_t i = 0; i < st->n_proxies; i++) {
+        const ptc_proxy *p = st->proxies[i];
+        if (b->routes[i].keep != 0)
+            continue;
+        b->routes[i] = (ptc_dp_route){
+            .name = p->name,
+            .domain = p->domain,
+            .path_prefix = p->path_prefix,
+            .strip_prefix = p->strip_prefix,
+            .upstreams = &ups[u],
+            .n_upstreams = p->n_upstreams,
+            .websocket = p->websocket,
+            .security_headers = p->security_headers,
+            .https_only = https_only(st, p),
+            .max_body_size = p->max_body_size,
+        };
         for (size_t j = 0; j < p->n_upstreams; j++, u++)
             ups[u] = (ptc_dp_upstream){p->upstreams[j].host, p->upstreams[j].port, p->upstreams[j].weight};
-        r->websocket = p->websocket;
-        r->security_headers = p->security_headers;
-        r->https_only = https_only(st, p);
-        r->max_body_size = p->max_body_size;
     }
+    ptc_dp_cert *certs = ptc_xcalloc(st->n_certs + 1, sizeof(*certs));
     for (size_t i = 0; i < st->n_certs; i++) {
         const ptc_cert *c = st->certs[i];
         certs[i] = (ptc_dp_cert){.domain = c->domain, .cert_pem = c->cert_pem, .key_pem = c->key_pem};
         if (certs_kept)
             certs[i].keep = (uint32_t)(i + 1);
     }
-    ptc_dp_snapshot *snap =
-        ptc_dp_snapshot_build(old ? b->live : NULL, routes, st->n_proxies, certs, st->n_certs, err, errlen);
-    free(routes);
+    ptc_dp_snapshot *snap = ptc_dp_snapshot_build(old ? b->live : NULL, b->routes, st->n_proxies, certs,
+                                                  st->n_certs, err, errlen);
     free(ups);
     free(certs);
     return snap;
@@ -209,6 +222,7 @@ static void builtin_destroy(ptc_engine *e)
         ptc_dataplane_stop(b->dp, (unsigned)ptc_settings_int(e->settings, PTC_SET_DRAIN_TIMEOUT_MS));
     ptc_dataplane_destroy(b->dp);
     ptc_state_release(b->built);
+    free(b->routes);
     free(b);
     free(e);
 }

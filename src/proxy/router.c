@@ -16,6 +16,7 @@
 typedef struct host {
     const char *name; /* exact name, or the suffix of a wildcard */
     uint32_t len;
+    uint32_t hash;         /* of the name: probes compare it before the name */
     uint32_t first, count; /* its prefixes in routes[] */
 } host;
 
@@ -43,14 +44,14 @@ static uint64_t hash_bytes(const char *p, size_t n)
     return h ^ (h >> 29);
 }
 
-static uint32_t *find_slot(const ptc_router *r, uint32_t *tab, const char *name, size_t len)
+static uint32_t *find_slot(const ptc_router *r, uint32_t *tab, const char *name, size_t len, uint64_t hash)
 {
-    for (uint64_t i = hash_bytes(name, len);; i++) {
+    for (uint64_t i = hash;; i++) {
         uint32_t *slot = &tab[i & r->mask];
         if (*slot == 0)
             return slot;
         const host *h = &r->hosts[*slot - 1];
-        if (h->len == len && memcmp(h->name, name, len) == 0)
+        if (h->hash == (uint32_t)hash && h->len == len && memcmp(h->name, name, len) == 0)
             return slot;
     }
 }
@@ -74,9 +75,10 @@ ptc_router *ptc_router_build(const ptc_router_entry *entries, size_t n)
         bool wild = d[0] == '*' && d[1] == '.';
         const char *name = wild ? d + 2 : d;
         size_t len = strlen(name);
-        uint32_t *slot = find_slot(r, wild ? r->wild : r->exact, name, len);
+        uint64_t hash = hash_bytes(name, len);
+        uint32_t *slot = find_slot(r, wild ? r->wild : r->exact, name, len, hash);
         if (*slot == 0) {
-            r->hosts[r->n_hosts] = (host){.name = name, .len = (uint32_t)len};
+            r->hosts[r->n_hosts] = (host){.name = name, .len = (uint32_t)len, .hash = (uint32_t)hash};
             *slot = ++r->n_hosts;
         }
         host_of[i] = *slot - 1;
@@ -147,14 +149,17 @@ int ptc_router_match(const ptc_router *r, ptc_str host_name, ptc_str path, size_
 {
     if (r->n_hosts == 0 || host_name.len == 0)
         return -1;
-    uint32_t *slot = find_slot(r, r->exact, host_name.p, host_name.len);
+    uint32_t *slot =
+        find_slot(r, r->exact, host_name.p, host_name.len, hash_bytes(host_name.p, host_name.len));
     if (*slot != 0)
         return match_host(r, &r->hosts[*slot - 1], path, prefix_len);
     /* The longest wildcard suffix first: "a.b.c" tries "b.c", then "c". */
     for (size_t i = 0; i < host_name.len; i++) {
         if (host_name.p[i] != '.')
             continue;
-        slot = find_slot(r, r->wild, host_name.p + i + 1, host_name.len - i - 1);
+        const char *suffix = host_name.p + i + 1;
+        size_t suffix_len = host_name.len - i - 1;
+        slot = find_slot(r, r->wild, suffix, suffix_len, hash_bytes(suffix, suffix_len));
         if (*slot != 0)
             return match_host(r, &r->hosts[*slot - 1], path, prefix_len);
     }
