@@ -190,7 +190,13 @@ static void clear(ptc_apply_result *res)
 
 static bool verify_ok(const ptc_apply_result *res)
 {
-    return json_is_true(json_object_get(json_object_get(res->report, "verify"), "ok"));
+    const json_t *v = json_object_get(res->report, "verify");
+    if (json_is_true(json_object_get(v, "ok")))
+        return true;
+    char *text = json_dumps(v, JSON_COMPACT);
+    fprintf(stderr, "verify: %s\n", text ? text : "(none)");
+    free(text);
+    return false;
 }
 
 static pid_t caddy_pid(ptc_engine *e)
