@@ -10,6 +10,7 @@
 #include "store/store.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct ptc_api ptc_api;
 
@@ -25,6 +26,9 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
  * the reason in err. */
 int ptc_api_preflight(const ptc_settings *s, char *err, size_t errlen);
 
+/* How many changes were published since start: a count that only grows,
+ * for housekeeping that follows changes.  Thread-safe. */
+uint64_t ptc_api_changes(ptc_api *api);
 /* Stops accepting calls, waits for calls in progress, frees the API. */
 void ptc_api_stop(ptc_api *api);
 

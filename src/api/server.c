@@ -109,6 +109,11 @@ const char *ptc_call_query(ptc_call *c, const char *name)
     return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+uint64_t ptc_api_changes(ptc_api *api)
+{
+    return atomic_load(&api->changes);
+}
+
 const ptc_state *ptc_api_state(ptc_api *api)
 {
     pthread_mutex_lock(&api->state_lock);

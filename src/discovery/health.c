@@ -231,6 +231,10 @@ struct ptc_health {
     size_t heap_n, heap_cap;
     size_t in_flight, resolving;
     slot *slots; /* max_in_flight of them */
+    /* Slots never used yet follow the first slots_used: the free list
+     * holds only returned ones, so the memory of a concurrency that is
+     * never reached is never touched. */
+    size_t slots_used;
     slot *free_slots, *flying;
     target *graveyard;
     char *rbuf; /* READ_CHUNK bytes, the checker thread's */
@@ -1136,7 +1140,10 @@ static void step(ptc_health *h, slot *s, int64_t now)
 static void start_check(ptc_health *h, target *t, int64_t now)
 {
     slot *s = h->free_slots;
-    h->free_slots = s->next;
+    if (s != NULL)
+        h->free_slots = s->next;
+    else
+        s = &h->slots[h->slots_used++]; /* in_flight < max_in_flight */
     fly_link(h, s);
     h->in_flight++;
     t->slot = s;
@@ -1285,10 +1292,6 @@ ptc_health *ptc_health_create(const ptc_health_config *cfg, const ptc_health_lis
             h->reuse_budget = rl.rlim_cur / 2;
     }
     h->slots = ptc_xcalloc(h->max_in_flight, sizeof(*h->slots));
-    for (size_t i = h->max_in_flight; i-- > 0;) {
-        h->slots[i].next = h->free_slots;
-        h->free_slots = &h->slots[i];
-    }
     h->rbuf = ptc_xmalloc(READ_CHUNK);
     h->ep = epoll_create1(EPOLL_CLOEXEC);
     h->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -25,10 +25,6 @@ typedef struct builtin {
      * data plane's reference): the next build shares what did not change. */
     const ptc_state *built;
     const ptc_dp_snapshot *live;
-    /* The route descriptions of a build, kept between builds: at 10,000
-     * routes, allocating and clearing them cost as much as the build. */
-    ptc_dp_route *routes;
-    size_t routes_cap;
 } builtin;
 
 /* Whether two states hold the very same certificates. */
@@ -59,10 +55,8 @@ static ptc_dp_snapshot *build_snapshot(builtin *b, const ptc_state *st, char *er
     bool certs_kept = old != NULL && same_certs(old, st);
     size_t n_up = 0, u = 0, k = 0;
 
-    if (b->routes_cap < st->n_proxies + 1) {
-        b->routes_cap = (st->n_proxies + 1) * 2;
-        b->routes = ptc_xrealloc(b->routes, b->routes_cap * sizeof(*b->routes));
-    }
+    /* Not cleared: at 10,000 routes that cost as much as the build. */
+    ptc_dp_route *routes = ptc_xmalloc((st->n_proxies + 1) * sizeof(*routes));
     /* Pass 1: which routes are kept (only keep is read of those). */
     for (size_t i = 0; i < st->n_proxies; i++) {
         const ptc_proxy *p = st->proxies[i];
@@ -71,19 +65,19 @@ static ptc_dp_snapshot *build_snapshot(builtin *b, const ptc_state *st, char *er
             k++;
         if (old != NULL && k < old->n_proxies && old->proxies[k] == p &&
             (certs_kept || https_only(st, p) == https_only(old, p))) {
-            b->routes[i].keep = (uint32_t)(++k);
+            routes[i].keep = (uint32_t)(++k);
             continue;
         }
-        b->routes[i].keep = 0;
+        routes[i].keep = 0;
         n_up += p->n_upstreams;
     }
     /* Pass 2: the new ones. */
     ptc_dp_upstream *ups = ptc_xmalloc((n_up + 1) * sizeof(*ups));
     for (size_t i = 0; i < st->n_proxies; i++) {
         const ptc_proxy *p = st->proxies[i];
-        if (b->routes[i].keep != 0)
+        if (routes[i].keep != 0)
             continue;
-        b->routes[i] = (ptc_dp_route){
+        routes[i] = (ptc_dp_route){
             .name = p->name,
             .domain = p->domain,
             .path_prefix = p->path_prefix,
@@ -105,8 +99,9 @@ static ptc_dp_snapshot *build_snapshot(builtin *b, const ptc_state *st, char *er
         if (certs_kept)
             certs[i].keep = (uint32_t)(i + 1);
     }
-    ptc_dp_snapshot *snap = ptc_dp_snapshot_build(old ? b->live : NULL, b->routes, st->n_proxies, certs,
-                                                  st->n_certs, err, errlen);
+    ptc_dp_snapshot *snap =
+        ptc_dp_snapshot_build(old ? b->live : NULL, routes, st->n_proxies, certs, st->n_certs, err, errlen);
+    free(routes);
     free(ups);
     free(certs);
     return snap;
@@ -222,7 +217,6 @@ static void builtin_destroy(ptc_engine *e)
         ptc_dataplane_stop(b->dp, (unsigned)ptc_settings_int(e->settings, PTC_SET_DRAIN_TIMEOUT_MS));
     ptc_dataplane_destroy(b->dp);
     ptc_state_release(b->built);
-    free(b->routes);
     free(b);
     free(e);
 }
