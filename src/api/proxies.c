@@ -183,16 +183,13 @@ static const ptc_state *build_delete(ptc_call *c, const ptc_state *cur, int64_t 
 {
     delete_arg *a = arg;
     const ptc_proxy *p = ptc_state_proxy(cur, a->name);
-    bool last_of_domain = true;
     (void)rev;
     if (p == NULL) {
         ptc_call_error(c, 404, "PROXY_NOT_FOUND", "no proxy has this name",
                        json_pack("{s:s}", "name", a->name));
         return NULL;
     }
-    for (size_t i = 0; i < cur->n_proxies; i++)
-        if (cur->proxies[i] != p && strcmp(cur->proxies[i]->domain, p->domain) == 0)
-            last_of_domain = false;
+    bool last_of_domain = ptc_state_domain_count(cur, p->domain) == 1;
     a->domain = ptc_xstrdup(p->domain);
     a->prefix = ptc_xstrdup(p->path_prefix);
     a->chg->domain = a->domain;

@@ -31,6 +31,7 @@ void ptc_state_release(const ptc_state *s)
     for (size_t i = 0; i < m->n_certs; i++)
         ptc_cert_release(m->certs[i]);
     free(m->proxies);
+    free(m->by_route);
     free(m->certs);
     free(m);
 }
@@ -91,13 +92,61 @@ const ptc_cert *ptc_state_cert_for(const ptc_state *s, const char *host)
     return c;
 }
 
+/* Orders proxies by (domain, path_prefix); a NULL prefix sorts before
+ * every prefix of its domain (for the first proxy of a domain). */
+static int route_cmp(const char *domain, const char *prefix, const ptc_proxy *p)
+{
+    int c = strcmp(domain, p->domain);
+    if (c != 0 || prefix == NULL)
+        return c != 0 ? c : -1;
+    return strcmp(prefix, p->path_prefix);
+}
+
+/* Index in by_route of the first proxy not ordered before (domain, prefix). */
+static size_t route_lower_bound(const ptc_state *s, const char *domain, const char *prefix)
+{
+    size_t lo = 0, hi = s->n_proxies;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (route_cmp(domain, prefix, s->by_route[mid]) > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 const ptc_proxy *ptc_state_route_owner(const ptc_state *s, const char *domain, const char *path_prefix)
 {
-    for (size_t i = 0; i < s->n_proxies; i++)
-        if (strcmp(s->proxies[i]->domain, domain) == 0 &&
-            strcmp(s->proxies[i]->path_prefix, path_prefix) == 0)
-            return s->proxies[i];
-    return NULL;
+    size_t i = route_lower_bound(s, domain, path_prefix);
+    return i < s->n_proxies && route_cmp(domain, path_prefix, s->by_route[i]) == 0 ? s->by_route[i] : NULL;
+}
+
+size_t ptc_state_domain_count(const ptc_state *s, const char *domain)
+{
+    size_t n = 0;
+    for (size_t i = route_lower_bound(s, domain, NULL); i < s->n_proxies; i++, n++)
+        if (strcmp(s->by_route[i]->domain, domain) != 0)
+            break;
+    return n;
+}
+
+static void route_insert(ptc_state *s, const ptc_proxy *p)
+{
+    size_t i = route_lower_bound(s, p->domain, p->path_prefix);
+    memmove(&s->by_route[i + 1], &s->by_route[i], (s->n_proxies - i) * sizeof(*s->by_route));
+    s->by_route[i] = p;
+}
+
+/* Removes p (by identity) from by_route; n_proxies still counts it. */
+static void route_remove(ptc_state *s, const ptc_proxy *p)
+{
+    for (size_t i = route_lower_bound(s, p->domain, p->path_prefix); i < s->n_proxies; i++) {
+        if (s->by_route[i] == p) {
+            memmove(&s->by_route[i], &s->by_route[i + 1], (s->n_proxies - i - 1) * sizeof(*s->by_route));
+            return;
+        }
+    }
 }
 
 /* A copy of base with every element retained, and room for one more. */
@@ -105,7 +154,10 @@ static ptc_state *copy_state(const ptc_state *base)
 {
     ptc_state *s = ptc_state_new();
     s->proxies = ptc_xcalloc(base->n_proxies + 1, sizeof(*s->proxies));
+    s->by_route = ptc_xmalloc((base->n_proxies + 1) * sizeof(*s->by_route));
     s->certs = ptc_xcalloc(base->n_certs + 1, sizeof(*s->certs));
+    if (base->n_proxies)
+        memcpy(s->by_route, base->by_route, base->n_proxies * sizeof(*s->by_route));
     for (size_t i = 0; i < base->n_proxies; i++)
         s->proxies[i] = ptc_proxy_retain(base->proxies[i]);
     for (size_t i = 0; i < base->n_certs; i++)
@@ -121,12 +173,15 @@ ptc_state *ptc_state_put_proxy(const ptc_state *base, ptc_proxy *p)
     ptc_state *s = copy_state(base);
     size_t i = proxy_lower_bound(s, p->name);
     if (i < s->n_proxies && strcmp(s->proxies[i]->name, p->name) == 0) {
+        route_remove(s, s->proxies[i]);
+        s->n_proxies--;
         ptc_proxy_release(s->proxies[i]);
     } else {
         memmove(&s->proxies[i + 1], &s->proxies[i], (s->n_proxies - i) * sizeof(*s->proxies));
-        s->n_proxies++;
     }
     s->proxies[i] = p;
+    route_insert(s, p);
+    s->n_proxies++;
     return s;
 }
 
@@ -135,6 +190,7 @@ ptc_state *ptc_state_delete_proxy(const ptc_state *base, const char *name)
     ptc_state *s = copy_state(base);
     size_t i = proxy_lower_bound(s, name);
     if (i < s->n_proxies && strcmp(s->proxies[i]->name, name) == 0) {
+        route_remove(s, s->proxies[i]);
         ptc_proxy_release(s->proxies[i]);
         memmove(&s->proxies[i], &s->proxies[i + 1], (s->n_proxies - i - 1) * sizeof(*s->proxies));
         s->n_proxies--;
@@ -173,6 +229,12 @@ static int cmp_proxy(const void *a, const void *b)
     return strcmp((*(const ptc_proxy *const *)a)->name, (*(const ptc_proxy *const *)b)->name);
 }
 
+static int cmp_route(const void *a, const void *b)
+{
+    const ptc_proxy *p = *(const ptc_proxy *const *)a;
+    return route_cmp(p->domain, p->path_prefix, *(const ptc_proxy *const *)b);
+}
+
 static int cmp_cert(const void *a, const void *b)
 {
     return strcmp((*(const ptc_cert *const *)a)->domain, (*(const ptc_cert *const *)b)->domain);
@@ -190,6 +252,10 @@ ptc_state *ptc_state_from(ptc_proxy **proxies, size_t n_proxies, ptc_cert **cert
     s->n_proxies = n_proxies;
     s->n_certs = n_certs;
     qsort(s->proxies, n_proxies, sizeof(*s->proxies), cmp_proxy);
+    s->by_route = ptc_xmalloc((n_proxies + 1) * sizeof(*s->by_route));
+    if (n_proxies)
+        memcpy(s->by_route, s->proxies, n_proxies * sizeof(*s->proxies));
+    qsort(s->by_route, n_proxies, sizeof(*s->by_route), cmp_route);
     qsort(s->certs, n_certs, sizeof(*s->certs), cmp_cert);
     return s;
 }

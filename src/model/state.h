@@ -17,6 +17,9 @@ typedef struct ptc_state {
     atomic_int refs;
     const ptc_proxy **proxies; /* sorted by name */
     size_t n_proxies;
+    /* The same proxies sorted by (domain, path_prefix), for the lookups by
+     * route (not counted references: proxies holds those). */
+    const ptc_proxy **by_route;
     const ptc_cert **certs; /* sorted by domain */
     size_t n_certs;
     int64_t revision; /* the store revision this state was committed as (0: none yet) */
@@ -33,8 +36,10 @@ const ptc_cert *ptc_state_cert(const ptc_state *s, const char *domain);
 /* The certificate that serves host: exact domain, else a "*.parent"
  * wildcard one level up.  NULL when none. */
 const ptc_cert *ptc_state_cert_for(const ptc_state *s, const char *host);
-/* The proxy holding (domain, path_prefix), or NULL. */
+/* The proxy holding (domain, path_prefix), or NULL.  O(log n). */
 const ptc_proxy *ptc_state_route_owner(const ptc_state *s, const char *domain, const char *path_prefix);
+/* How many proxies serve domain (any path prefix).  O(log n). */
+size_t ptc_state_domain_count(const ptc_state *s, const char *domain);
 
 /* New states derived from base (which is left unchanged).  put_proxy takes
  * over the caller's reference to p and replaces any proxy of the same name;

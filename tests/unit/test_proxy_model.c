@@ -199,10 +199,31 @@ static void test_state_copy_on_write(void)
     CHECK(ptc_state_proxy(s3, "b") == ptc_state_proxy(s1, "b")); /* shared, not copied */
     CHECK(ptc_state_route_owner(s3, "a.com", "/api") == ptc_state_proxy(s3, "c"));
     CHECK(ptc_state_route_owner(s3, "a.com", "/x") == NULL);
+    CHECK(ptc_state_route_owner(s3, "a.com", "/") == ptc_state_proxy(s3, "a"));
+    CHECK(ptc_state_route_owner(s3, "b.com", "/") == ptc_state_proxy(s3, "b"));
+    CHECK(ptc_state_route_owner(s3, "c.com", "/") == NULL);
+    CHECK_INT(ptc_state_domain_count(s3, "a.com"), 2);
+    CHECK_INT(ptc_state_domain_count(s3, "b.com"), 1);
+    CHECK_INT(ptc_state_domain_count(s3, "a.co"), 0);
     ptc_state *s4 = ptc_state_delete_proxy(s3, "a");
     CHECK_INT(s4->n_proxies, 2);
     CHECK(ptc_state_proxy(s4, "a") == NULL);
     CHECK(ptc_state_proxy(s3, "a") != NULL);
+    CHECK(ptc_state_route_owner(s4, "a.com", "/") == NULL);
+    CHECK_INT(ptc_state_domain_count(s4, "a.com"), 1);
+    /* A proxy that moves to another route leaves the old one free. */
+    ptc_state *s4b = ptc_state_put_proxy(s4, mk("c", "d.com", "/api"));
+    CHECK(ptc_state_route_owner(s4b, "a.com", "/api") == NULL);
+    CHECK(ptc_state_route_owner(s4b, "d.com", "/api") == ptc_state_proxy(s4b, "c"));
+    CHECK(ptc_state_route_owner(s4, "a.com", "/api") == ptc_state_proxy(s4, "c"));
+    ptc_state_release(s4b);
+    /* A state made from an unsorted list finds its routes too. */
+    ptc_proxy *list[] = {mk("z", "z.com", "/"), mk("y", "a.com", "/b"), mk("x", "a.com", "/a")};
+    ptc_state *from = ptc_state_from(list, 3, NULL, 0);
+    CHECK(ptc_state_route_owner(from, "a.com", "/a") == list[2]);
+    CHECK(ptc_state_route_owner(from, "a.com", "/b") == list[1]);
+    CHECK(ptc_state_route_owner(from, "z.com", "/") == list[0]);
+    ptc_state_release(from);
     ptc_cert *c = ptc_cert_new();
     c->domain = strdup("*.a.com");
     ptc_state *s5 = ptc_state_put_cert(s4, c);
