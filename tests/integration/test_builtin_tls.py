@@ -85,6 +85,27 @@ def test_http_redirects_to_https(dp, two_domains):
     assert r.status == 301 and r.header("location") == f"https://a.test:{dp.https_port}/"
 
 
+def test_redirect_follows_the_certificate(dp, raw_upstream, tmp_path):
+    """enable_ssl without a certificate serves plain HTTP; the certificate's
+    arrival turns on the redirect of a route that did not change, and its
+    removal turns it off again (a change of certificates alone rebuilds
+    the routes it concerns)."""
+    up = raw_upstream()
+    route(dp, "c", "c.test", up.port, enable_ssl=True)
+    route(dp, "d", "d.test", up.port, enable_ssl=True)
+    assert raw(dp.http_port, request_bytes("c.test", "/")).status == 200
+    cc, kc, pc = make_cert(tmp_path, "c.test")
+    put_cert(dp, "c.test", cc, kc)
+    r = raw(dp.http_port, request_bytes("c.test", "/x"))
+    assert r.status == 301 and r.header("location") == f"https://c.test:{dp.https_port}/x"
+    body, cert = https_get(dp.https_port, "c.test", pc, "/y")
+    assert body.startswith(b"HTTP/1.1 200") and cert == der(pc)
+    assert raw(dp.http_port, request_bytes("d.test", "/")).status == 200
+    assert dp.api("DELETE", "/certificates/c.test").status in (200, 204)
+    assert raw(dp.http_port, request_bytes("c.test", "/")).status == 200
+    assert raw(dp.http_port, request_bytes("d.test", "/")).status == 200
+
+
 def test_certificate_replaced_while_connections_are_open(dp, two_domains, tmp_path):
     up, pa, pb = two_domains
     ca2, ka2, pa2 = make_cert(tmp_path, "a.test", tag="-2")
