@@ -47,6 +47,7 @@
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
 #define STABLE_MS 30000
+#define OUT_MAX (10 * 1024 * 1024)
 
 extern char **environ;
 
@@ -58,6 +59,7 @@ typedef struct caddy {
     char *config_path;
     char *pid_path;
     char *webroot;
+    char *log_file; /* caddy.log, when managed */
     bool managed;
     char *loaded; /* the config Caddy runs, as last loaded by us */
     /* Held from a load to the config file's rewrite, and by a restart
@@ -253,7 +255,16 @@ static int spawn_caddy(caddy *c, pid_t *pid)
                           "--pidfile",
                           c->pid_path,
                           NULL};
-    char *log_path = ptc_path_join(c->dir, "caddy.log");
+    /* Caddy logs to caddy.log itself (rolled: see the render options);
+     * what it prints before its config is loaded, and a crash, go to
+     * caddy.out, which starts afresh once it passes 10 MB. */
+    char *log_path = ptc_path_join(c->dir, "caddy.out");
+    struct stat st;
+    if (stat(log_path, &st) == 0 && st.st_size > OUT_MAX) {
+        char *old = ptc_xasprintf("%s.1", log_path);
+        rename(log_path, old);
+        free(old);
+    }
     int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     char **env = caddy_env(c);
     int rc = ptc_proc_spawn(argv, env, fd, pid);
@@ -426,7 +437,8 @@ static int start_managed(caddy *c, char *err, size_t errlen)
     c->pid = pid;
     if (!wait_ready(c, pid, READY_TIMEOUT_MS)) {
         snprintf(err, errlen,
-                 "caddy: the managed Caddy did not come up (admin API %s); see %s/caddy.log (a port in use?)",
+                 "caddy: the managed Caddy did not come up (admin API %s); see caddy.out and caddy.log in %s"
+                 " (a port in use?)",
                  c->opts.admin, c->dir);
         kill(-pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -681,6 +693,7 @@ static void caddy_destroy(ptc_engine *e)
     free(c->dir);
     free(c->config_path);
     free(c->pid_path);
+    free(c->log_file);
     free(c->webroot);
     free((char *)c->opts.admin);
     free(c);
@@ -745,6 +758,7 @@ ptc_engine *ptc_engine_caddy_create(const ptc_settings *s, char *err, size_t err
         .connect_timeout_ms = (unsigned)ptc_settings_int(s, PTC_SET_UPSTREAM_CONNECT_TIMEOUT_MS),
         .upstream_timeout_ms = (unsigned)ptc_settings_int(s, PTC_SET_UPSTREAM_TIMEOUT_MS),
         .grace_ms = (unsigned)ptc_settings_int(s, PTC_SET_DRAIN_TIMEOUT_MS),
+        .log_file = c->managed ? (c->log_file = ptc_path_join(c->dir, "caddy.log")) : NULL,
     };
     free(state_caddy);
     ptc_engine *e = ptc_xcalloc(1, sizeof(*e));

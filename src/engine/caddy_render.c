@@ -252,6 +252,12 @@ json_t *ptc_caddy_render(const ptc_state *st, const ptc_caddy_render_opts *o)
         json_object_set_new(apps, "tls", json_pack("{s:{s:o}}", "certificates", "load_pem", pems));
     }
     free(sorted);
-    return json_pack("{s:{s:s, s:{s:b}}, s:o}", "admin", "listen", o->admin, "config", "persist", 0, "apps",
-                     apps);
+    json_t *config = json_pack("{s:{s:s, s:{s:b}}, s:o}", "admin", "listen", o->admin, "config", "persist", 0,
+                               "apps", apps);
+    if (o->log_file)
+        json_object_set_new(config, "logging",
+                            json_pack("{s:{s:{s:{s:s, s:s, s:i, s:i}}}}", "logs", "default", "writer",
+                                      "output", "file", "filename", o->log_file, "roll_size_mb", 10,
+                                      "roll_keep", 3));
+    return config;
 }

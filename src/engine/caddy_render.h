@@ -43,6 +43,9 @@ typedef struct ptc_caddy_render_opts {
     unsigned connect_timeout_ms;
     unsigned upstream_timeout_ms;
     unsigned grace_ms; /* how long a replaced config may drain */
+    /* A Caddy portico runs itself logs here, rolled by Caddy (10 MB, three
+     * kept); NULL leaves an operator's Caddy logging as it was. */
+    const char *log_file;
 } ptc_caddy_render_opts;
 
 /* The config for st (a new reference).  Never fails: every value was

@@ -185,6 +185,15 @@ def test_restart_after_death_and_reconciliation(caddy_portico, upstream):
     wait_until(lambda: p.get("life.test").status == 200, timeout=30, what="routes served again")
     new_pid = p.api("GET", "/proxy-manager/health").json["caddy"]["pid"]
     assert new_pid and new_pid != pid
+    # The Caddy portico runs logs JSON lines to caddy.log, which Caddy
+    # rolls itself; what it prints before its config is loaded goes to
+    # caddy.out.
+    logs = p.state_dir / "caddy"
+    wait_until(lambda: (logs / "caddy.log").exists() and (logs / "caddy.log").stat().st_size > 0, timeout=10,
+               what="caddy.log written")
+    first = (logs / "caddy.log").read_text().splitlines()[0]
+    assert json.loads(first)["logger"]
+    assert (logs / "caddy.out").exists()
 
     # portico stops its Caddy when it stops, and a new portico serves the
     # stored routes from the start.

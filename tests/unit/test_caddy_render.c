@@ -88,6 +88,17 @@ static void test_empty(void)
     CHECK_INT(json_integer_value(at(routes, "1.handle.0.status_code")), 404);
     CHECK(strstr(str_at(routes, "1.handle.0.body"), "\"ROUTE_NOT_FOUND\"") != NULL);
     CHECK_STR(str_at(routes, "1.handle.0.headers.Content-Type.0"), "application/json");
+    CHECK(at(j, "logging") == NULL); /* an operator's Caddy logs as it did */
+    json_decref(j);
+
+    /* The Caddy portico runs logs to a file it rolls itself. */
+    ptc_caddy_render_opts managed = opts;
+    managed.log_file = "/var/lib/portico/caddy/caddy.log";
+    j = ptc_caddy_render(st, &managed);
+    CHECK_STR(str_at(j, "logging.logs.default.writer.output"), "file");
+    CHECK_STR(str_at(j, "logging.logs.default.writer.filename"), "/var/lib/portico/caddy/caddy.log");
+    CHECK_INT(json_integer_value(at(j, "logging.logs.default.writer.roll_size_mb")), 10);
+    CHECK_INT(json_integer_value(at(j, "logging.logs.default.writer.roll_keep")), 3);
     json_decref(j);
     ptc_state_release(st);
 }
