@@ -4,6 +4,7 @@
 #include "api/api.h"
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/proc.h"
 #include "core/settings.h"
 #include "engine/engine.h"
 #include "store/store.h"
@@ -132,6 +133,8 @@ out:
         ptc_log_error("portico cannot start", PTC_LS("reason", err));
         fprintf(stderr, "portico: %s\n", err);
     }
+    /* A certbot run must not hold up the calls the API waits for. */
+    ptc_proc_stop_all();
     ptc_api_stop(api);
     if (engine)
         engine->ops->destroy(engine);

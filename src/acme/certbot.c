@@ -186,6 +186,12 @@ int ptc_certbot_issue(const ptc_certbot_params *p, const char *domain, ptc_cert 
             rc = fail(f, rc, json_pack("{s:s}", "command", cmd), "cannot run %s: %s", p->bin, strerror(-rc));
             goto out;
         }
+        if (res.cancelled) {
+            rc = fail(f, -ECANCELED,
+                      json_pack("{s:s, s:o}", "command", cmd, "output", output_tail(&res.output)),
+                      "certbot was stopped: portico is stopping");
+            goto out;
+        }
         if (!res.timed_out && res.exit_code == 0)
             break;
         logged = res.timed_out ? NULL : log_error(p->logs_dir, &bad_nonce);

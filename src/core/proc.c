@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,17 @@ static int spawn(const char *const argv[], char *const envp[], int out_fd, pid_t
     return rc;
 }
 
+/* How often a running program is checked for ptc_proc_stop_all. */
+#define STOP_POLL_MS 100
+#define STOP_GRACE_MS 1000
+
+static atomic_bool g_stopping;
+
+void ptc_proc_stop_all(void)
+{
+    atomic_store(&g_stopping, true);
+}
+
 int ptc_proc_spawn(const char *const argv[], char *const envp[], int out_fd, pid_t *pid)
 {
     return spawn(argv, envp, out_fd, pid);
@@ -62,6 +74,11 @@ int ptc_proc_run(const char *const argv[], char *const envp[], int timeout_ms, s
 
     memset(res, 0, sizeof(*res));
     res->exit_code = -1;
+    if (atomic_load(&g_stopping)) {
+        res->cancelled = true;
+        rc = 0;
+        goto out;
+    }
     if (pipe2(fds, O_CLOEXEC) != 0) {
         rc = -errno;
         goto out;
@@ -78,8 +95,12 @@ int ptc_proc_run(const char *const argv[], char *const envp[], int timeout_ms, s
             res->timed_out = true;
             break;
         }
+        if (atomic_load(&g_stopping)) {
+            res->cancelled = true;
+            break;
+        }
         struct pollfd p = {.fd = fds[0], .events = POLLIN};
-        int n = poll(&p, 1, (int)left);
+        int n = poll(&p, 1, (int)(left < STOP_POLL_MS ? left : STOP_POLL_MS));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -93,10 +114,15 @@ int ptc_proc_run(const char *const argv[], char *const envp[], int timeout_ms, s
         size_t room = res->output.len < max_output ? max_output - res->output.len : 0;
         ptc_buf_append(&res->output, chunk, (size_t)r < room ? (size_t)r : room);
     }
-    if (res->timed_out)
+    if (res->timed_out) {
         kill(-pid, SIGKILL);
+    } else if (res->cancelled) {
+        kill(-pid, SIGTERM);
+        int64_t grace = ptc_mono_ms() + STOP_GRACE_MS;
+        deadline = deadline < grace ? deadline : grace;
+    }
     /* The output pipe is closed; a child that closed it early but keeps
-     * running is still bounded by the deadline. */
+     * running is still bounded by the deadline, and by portico stopping. */
     for (;;) {
         pid_t w = waitpid(pid, &status, res->timed_out ? 0 : WNOHANG);
         if (w == pid)
@@ -107,11 +133,18 @@ int ptc_proc_run(const char *const argv[], char *const envp[], int timeout_ms, s
         }
         if (w == 0) {
             if (ptc_mono_ms() >= deadline) {
-                res->timed_out = true;
+                res->timed_out = !res->cancelled;
                 kill(-pid, SIGKILL);
-            } else {
-                usleep(2000);
+                waitpid(pid, &status, 0);
+                break;
             }
+            if (!res->cancelled && atomic_load(&g_stopping)) {
+                res->cancelled = true;
+                kill(-pid, SIGTERM);
+                int64_t grace = ptc_mono_ms() + STOP_GRACE_MS;
+                deadline = deadline < grace ? deadline : grace;
+            }
+            usleep(2000);
         }
     }
     if (WIFEXITED(status))

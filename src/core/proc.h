@@ -14,6 +14,7 @@ typedef struct ptc_proc_result {
     int exit_code;   /* the exit status, or -1 when killed by a signal */
     int term_signal; /* the signal that ended it, or 0 */
     bool timed_out;  /* killed by us at the deadline */
+    bool cancelled;  /* stopped by us because portico is stopping (ptc_proc_stop_all) */
     ptc_buf output;  /* stdout and stderr interleaved, at most max_output bytes */
 } ptc_proc_result;
 
@@ -25,6 +26,13 @@ typedef struct ptc_proc_result {
 int ptc_proc_run(const char *const argv[], char *const envp[], int timeout_ms, size_t max_output,
                  ptc_proc_result *res);
 void ptc_proc_result_free(ptc_proc_result *res);
+
+/* portico is stopping: a program running under ptc_proc_run gets SIGTERM,
+ * and SIGKILL a second later, and the call returns at once with
+ * res->cancelled; later calls are cancelled before they start.  So that a
+ * certbot run (minutes at worst) never holds up a shutdown.  Thread-safe;
+ * there is no way back. */
+void ptc_proc_stop_all(void);
 
 /* Starts argv in the background with stdout and stderr on out_fd (or
  * /dev/null when out_fd < 0) in a new process group.  Returns 0 or -errno.

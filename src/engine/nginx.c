@@ -196,7 +196,7 @@ static bool run_test(ngx *e, ptc_buf *out, long *ms)
     int64_t t0 = ptc_mono_ms();
     int rc = ptc_proc_run(argv, NULL, TEST_TIMEOUT_MS, OUTPUT_MAX, &r);
     *ms = (long)(ptc_mono_ms() - t0);
-    bool ok = rc == 0 && r.exit_code == 0 && !r.timed_out;
+    bool ok = rc == 0 && r.exit_code == 0 && !r.timed_out && !r.cancelled;
     pthread_mutex_lock(&e->mu);
     e->last_test_took_ms = *ms;
     pthread_mutex_unlock(&e->mu);
@@ -205,6 +205,8 @@ static bool run_test(ngx *e, ptc_buf *out, long *ms)
         ptc_buf_appendf(out, "cannot run %s: %s", argv[0], strerror(-rc));
     else if (r.timed_out)
         ptc_buf_appendf(out, "nginx -t did not finish within %d ms", TEST_TIMEOUT_MS);
+    else if (r.cancelled)
+        ptc_buf_append_str(out, "nginx -t was stopped: portico is stopping");
     else
         ptc_buf_append(out, r.output.data ? r.output.data : "", r.output.len);
     ptc_proc_result_free(&r);
@@ -266,6 +268,8 @@ static bool run_reload(ngx *e, ptc_buf *out, long *ms)
             ptc_buf_appendf(out, "cannot run %s: %s", argv[0], strerror(-rc));
         else if (r.timed_out)
             ptc_buf_appendf(out, "%s did not finish within %d ms", cmd, RELOAD_TIMEOUT_MS);
+        else if (r.cancelled)
+            ptc_buf_appendf(out, "%s was stopped: portico is stopping", cmd);
         else if (r.exit_code != 0)
             ptc_buf_appendf(out, "%s exited with %d%s%s", cmd, r.exit_code, r.output.len ? ": " : "",
                             ptc_buf_cstr(&r.output));

@@ -7,6 +7,7 @@
 #include "testlib.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -78,6 +79,41 @@ static void test_proc_run(void)
 
     const char *missing[] = {"/nonexistent/program", NULL};
     CHECK(ptc_proc_run(missing, NULL, 1000, 100, &r) != 0);
+    ptc_proc_result_free(&r);
+}
+
+typedef struct stopper {
+    int delay_ms;
+} stopper;
+
+static void *stop_later(void *arg)
+{
+    usleep((useconds_t)((stopper *)arg)->delay_ms * 1000);
+    ptc_proc_stop_all();
+    return NULL;
+}
+
+/* Last: portico stopping cancels every program run from then on. */
+static void test_proc_stop_all(void)
+{
+    ptc_proc_result r;
+    /* A program that shrugs off SIGTERM gets SIGKILL a second later. */
+    const char *stubborn[] = {"/bin/sh", "-c", "trap '' TERM; echo started; sleep 30", NULL};
+    stopper st = {300};
+    pthread_t t;
+    pthread_create(&t, NULL, stop_later, &st);
+    int64_t t0 = ptc_mono_ms();
+    CHECK_INT(ptc_proc_run(stubborn, NULL, 60000, 1024, &r), 0);
+    int64_t took = ptc_mono_ms() - t0;
+    pthread_join(t, NULL);
+    CHECK(r.cancelled && !r.timed_out);
+    CHECK(took >= 300 && took < 5000);
+    CHECK(strstr(ptc_buf_cstr(&r.output), "started") != NULL);
+    ptc_proc_result_free(&r);
+    /* Later runs do not start. */
+    const char *echo[] = {"/bin/echo", "never", NULL};
+    CHECK_INT(ptc_proc_run(echo, NULL, 5000, 1024, &r), 0);
+    CHECK(r.cancelled && r.output.len == 0);
     ptc_proc_result_free(&r);
 }
 
@@ -154,5 +190,6 @@ int main(void)
     RUN(test_cmd_split);
     RUN(test_json_escape_and_time);
     RUN(test_utf8);
+    RUN(test_proc_stop_all);
     TEST_EXIT();
 }
