@@ -593,6 +593,11 @@ static int step_handshake(ptc_client *c)
             ptc_counter_add(&w->m.resumed, 1);
         c->state = PTC_CS_HEAD;
         c->since = now_ms(c);
+        /* The handshake reads whenever it is driven (an EPOLLOUT event
+         * too), and reads ahead: the request may already sit in OpenSSL's
+         * buffer, with no readiness edge left to announce it. */
+        if (SSL_has_pending(c->pc.ssl))
+            c->pc.rd_ready = true;
         return STEP_AGAIN;
     }
     if (ptc_pconn_tls_retry(&c->pc, rc))

@@ -170,6 +170,11 @@ static int configure(SSL_CTX *ctx)
      * buffers keeps an idle keep-alive connection's memory small. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* Read what the socket holds in one read, not a record's header and
+     * then its body (nginx does the same).  Records read ahead stay in
+     * OpenSSL's buffer with no readiness edge of their own: the workers
+     * look at SSL_has_pending wherever OpenSSL may have read. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_cipher_list(ctx, CIPHERS_TLS12) != 1 ||
         SSL_CTX_set_ciphersuites(ctx, CIPHERS_TLS13) != 1 || SSL_CTX_set1_groups_list(ctx, GROUPS) != 1 ||
