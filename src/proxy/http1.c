@@ -595,9 +595,10 @@ static int step_handshake(ptc_client *c)
         c->since = now_ms(c);
         /* The handshake reads whenever it is driven (an EPOLLOUT event
          * too), and reads ahead: the request may already sit in OpenSSL's
-         * buffer, with no readiness edge left to announce it. */
-        if (SSL_has_pending(c->pc.ssl))
-            c->pc.rd_ready = true;
+         * buffer, with no readiness edge left to announce it; or the
+         * socket was found empty, and reading it again would only say
+         * EAGAIN. */
+        ptc_pconn_tls_readiness(&c->pc);
         return STEP_AGAIN;
     }
     if (ptc_pconn_tls_retry(&c->pc, rc))
@@ -1226,8 +1227,10 @@ void ptc_client_begin(ptc_client *c)
 
 static void set_ready(ptc_pconn *pc, uint32_t ev)
 {
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         pc->rd_ready = true;
+        pc->sock_drained = false;
+    }
     if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         pc->rdhup = true;
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))

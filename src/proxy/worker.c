@@ -289,6 +289,42 @@ bool ptc_pconn_tls_retry(ptc_pconn *pc, int rc)
     return false;
 }
 
+/* OpenSSL says nothing of how much a socket read got; this callback on the
+ * socket BIO does.  With read-ahead, a read shorter than asked for found
+ * the socket empty, as in ptc_pconn_read's plain path. */
+static long bio_cb(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret,
+                   size_t *processed)
+{
+    (void)argp;
+    (void)argi;
+    (void)argl;
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        ptc_pconn *pc = (ptc_pconn *)BIO_get_callback_arg(b);
+        pc->sock_drained = ret > 0 && *processed < len;
+    }
+    return ret;
+}
+
+/* Watches the socket reads of a client's SSL (see sock_drained). */
+static void tls_watch(ptc_pconn *pc)
+{
+    BIO *b = SSL_get_rbio(pc->ssl);
+    BIO_set_callback_arg(b, (char *)pc);
+    BIO_set_callback_ex(b, bio_cb);
+}
+
+void ptc_pconn_tls_readiness(ptc_pconn *pc)
+{
+    /* Records read ahead come with no edge of their own.  Without them, a
+     * socket found empty needs no read to say EAGAIN: new data makes a new
+     * edge (which clears sock_drained), unless the peer's FIN was already
+     * reported, whose edge has passed. */
+    if (SSL_has_pending(pc->ssl))
+        pc->rd_ready = true;
+    else if (pc->sock_drained && !pc->rdhup)
+        pc->rd_ready = false;
+}
+
 ssize_t ptc_pconn_read(ptc_worker *w, ptc_pconn *pc, char *buf, size_t len)
 {
     (void)w;
@@ -296,7 +332,10 @@ ssize_t ptc_pconn_read(ptc_worker *w, ptc_pconn *pc, char *buf, size_t len)
         size_t n = 0;
         pc->ssl_read_wants_write = false;
         int ok = SSL_read_ex(pc->ssl, buf, len, &n);
-        return ssl_result(pc, ok, n, true);
+        ssize_t r = ssl_result(pc, ok, n, true);
+        if (r > 0)
+            ptc_pconn_tls_readiness(pc);
+        return r;
     }
     ssize_t n;
     do {
@@ -589,6 +628,7 @@ static void accept_on(ptc_worker *w, int lfd, bool tls)
             }
             SSL_set_app_data(c->pc.ssl, c);
             SSL_set_accept_state(c->pc.ssl);
+            tls_watch(&c->pc);
         }
         c->prev = NULL;
         c->next = w->clients;
