@@ -1228,9 +1228,17 @@ void ptc_client_begin(ptc_client *c)
 {
     c->state = c->tls ? PTC_CS_HANDSHAKE : PTC_CS_HEAD;
     c->since = c->last_write = now_ms(c);
-    /* The listeners defer accept until data arrives, so try at once. */
+    /* The listeners defer accept until data arrives, so try at once... */
     c->pc.rd_ready = c->pc.wr_ready = true;
-    client_run(c);
+    if (!c->tls) {
+        client_run(c);
+        return;
+    }
+    /* ...except a handshake: a batch of them (a few hundred microseconds
+     * of key exchange each) would hold up the responses already waiting
+     * in this loop iteration.  The descriptor's first event, which the
+     * registration has already queued, starts it. */
+    arm_timers(c);
 }
 
 static void set_ready(ptc_pconn *pc, uint32_t ev)
