@@ -71,6 +71,9 @@ typedef struct ptc_pconn {
     bool rd_ready, wr_ready;
     bool rdhup; /* the peer's FIN (or an error) was reported: reads must go on to EOF */
     bool ssl_read_wants_write, ssl_write_wants_read;
+    /* TLS: the socket's last read came back short (it was empty then) and
+     * no readiness edge has come since. */
+    bool sock_drained;
 } ptc_pconn;
 
 /* ------------------------------------------------------------- metrics */
@@ -318,6 +321,9 @@ int ptc_pconn_flush(ptc_worker *w, ptc_pconn *pc, ptc_outq *q);
 /* After an SSL call returned rc <= 0: true when it only has to wait for
  * the socket (the ready flag is cleared), false on a real error. */
 bool ptc_pconn_tls_retry(ptc_pconn *pc, int rc);
+/* After OpenSSL read from a client: whether there is more to read without
+ * a new edge, from what OpenSSL holds and what its last socket read saw. */
+void ptc_pconn_tls_readiness(ptc_pconn *pc);
 
 static inline void ptc_outq_push(ptc_outq *q, const void *p, size_t len)
 {

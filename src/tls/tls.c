@@ -92,13 +92,13 @@ void ptc_tls_ticket_keys_rotate(void)
 }
 
 /* OpenSSL's ticket key callback: returns 1 (key found or made), 2 (found
- * but old: issue a fresh ticket), 0 (unknown key: full handshake), -1. */
+ * but old, or TLS 1.3: issue a fresh ticket), 0 (unknown key: full
+ * handshake), -1. */
 static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
                      EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
     ticket_key k;
     int ret = -1, idx = -1;
-    (void)s;
 
     pthread_mutex_lock(&g_ticket_lock);
     if (g_n_keys == 0 || mono_s() - g_key_made >= TICKET_ROTATE_S)
@@ -127,7 +127,11 @@ static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char iv[EVP_MA
     } else {
         if (EVP_DecryptInit_ex2(cctx, g_ticket_cipher, k.aes, iv, NULL) != 1)
             goto out;
-        ret = idx == 0 ? 1 : 2;
+        /* TLS 1.3 clients use a ticket once (RFC 8446 §C.4), and OpenSSL
+         * sends a resumed connection a new one only when asked to renew:
+         * without it every other connection of a client would be a full
+         * handshake. */
+        ret = idx == 0 && SSL_version(s) != TLS1_3_VERSION ? 1 : 2;
     }
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof(k.hmac)),
@@ -166,6 +170,11 @@ static int configure(SSL_CTX *ctx)
      * buffers keeps an idle keep-alive connection's memory small. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* Read what the socket holds in one read, not a record's header and
+     * then its body (nginx does the same).  Records read ahead stay in
+     * OpenSSL's buffer with no readiness edge of their own: the workers
+     * look at SSL_has_pending wherever OpenSSL may have read. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_cipher_list(ctx, CIPHERS_TLS12) != 1 ||
         SSL_CTX_set_ciphersuites(ctx, CIPHERS_TLS13) != 1 || SSL_CTX_set1_groups_list(ctx, GROUPS) != 1 ||

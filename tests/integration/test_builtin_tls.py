@@ -7,6 +7,7 @@ versions."""
 import socket
 import ssl
 import subprocess
+import time
 import zlib
 
 import pytest
@@ -175,3 +176,69 @@ def test_bodies_both_ways_over_tls(dp, raw_upstream, tmp_path):
     r = c.read_response()
     assert r.body == bytes(range(256)) * (32 << 10)
     c.close()
+
+
+def test_requests_read_ahead_over_tls(dp, raw_upstream, tmp_path):
+    """OpenSSL reads ahead: the client's Finished and the requests behind
+    it, or several records, arrive in one read and sit in OpenSSL's buffer
+    with no readiness event of their own; a request split over records
+    that arrive apart must still be waited for.  Every request is answered,
+    in order, without a stall."""
+    up = raw_upstream()
+    cert, key, path = make_cert(tmp_path, "ra.test")
+    put_cert(dp, "ra.test", cert, key)
+    route(dp, "ra", "ra.test", up.port, enable_ssl=True)
+
+    def req(i):
+        return f"GET /r{i} HTTP/1.1\r\nHost: ra.test\r\n\r\n".encode()
+
+    for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+        ctx = ssl.create_default_context(cafile=path)
+        ctx.minimum_version = ctx.maximum_version = version
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, out, server_hostname="ra.test")
+        s = socket.create_connection(("127.0.0.1", dp.https_port), timeout=10)
+
+        def answers(last):
+            got = b""
+            while not got.endswith(f"GET /r{last} 0".encode()):
+                try:
+                    got += obj.read(65536)
+                    continue
+                except ssl.SSLWantReadError:
+                    pass
+                d = s.recv(65536)
+                assert d, got
+                inc.write(d)
+            return got
+
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(out.read())
+                d = s.recv(65536)
+                assert d
+                inc.write(d)
+        # TLS 1.3: the client's Finished has not left yet and goes in the
+        # same write as three requests in three records.
+        for i in range(3):
+            obj.write(req(i))
+        s.sendall(out.read())
+        got = answers(2)
+        assert [got.find(f"GET /r{i} 0".encode()) for i in range(3)] == sorted(
+            got.find(f"GET /r{i} 0".encode()) for i in range(3))
+        assert got.count(b"HTTP/1.1 200 OK") == 3
+        # Two requests in one record.
+        obj.write(req(3) + req(4))
+        s.sendall(out.read())
+        assert answers(4).count(b"HTTP/1.1 200 OK") == 2
+        # A head in two records that arrive apart.
+        obj.write(req(5)[:10])
+        s.sendall(out.read())
+        time.sleep(0.2)
+        obj.write(req(5)[10:])
+        s.sendall(out.read())
+        assert answers(5).count(b"HTTP/1.1 200 OK") == 1
+        s.close()

@@ -459,6 +459,16 @@ static void test_tls_sni_and_ticket_rotation(void)
     copy = SSL_SESSION_dup(sess);
     CHECK_INT(handshake(server, client, "t.test", copy, &next), 1);
     SSL_SESSION_free(copy);
+    /* A resumed TLS 1.3 connection gets a ticket of its own, so a client
+     * goes on resuming rather than falling back to a full handshake. */
+    const unsigned char *t1, *t2;
+    size_t t1_len, t2_len;
+    SSL_SESSION_get0_ticket(sess, &t1, &t1_len);
+    SSL_SESSION_get0_ticket(next, &t2, &t2_len);
+    CHECK(t2_len > 0 && (t1_len != t2_len || memcmp(t1, t2, t1_len) != 0));
+    SSL_SESSION *after = NULL;
+    CHECK_INT(handshake(server, client, "t.test", next, &after), 1);
+    SSL_SESSION_free(after);
     SSL_SESSION_free(next);
     /* A ticket outlives two key rotations, not three. */
     ptc_tls_ticket_keys_rotate();
