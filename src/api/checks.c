@@ -371,15 +371,25 @@ void ptc_api_checks_follow(ptc_api *api, const ptc_state *next)
 
 /* ---- what the API shows --------------------------------------------------------- */
 
+/* ,"key": (these writers run for every upstream of GET /proxies: no
+ * printf) */
+static void put_key(ptc_buf *b, const char *key)
+{
+    ptc_buf_append(b, ",\"", 2);
+    ptc_buf_append_str(b, key);
+    ptc_buf_append(b, "\":", 2);
+}
+
 static void put_time_or_null(ptc_buf *b, const char *key, int64_t ms)
 {
     char t[32];
+    put_key(b, key);
     if (ms <= 0) {
-        ptc_buf_appendf(b, ",\"%s\":null", key);
+        ptc_buf_append_str(b, "null");
         return;
     }
     ptc_time_format(ms, t, sizeof(t));
-    ptc_buf_appendf(b, ",\"%s\":\"%s\"", key, t);
+    ptc_buf_append_json_str(b, t);
 }
 
 static void view_of(ptc_api *api, const ptc_proxy *p, size_t i, ptc_health_view *v)
@@ -394,11 +404,13 @@ static void write_upstream_health(ptc_buf *b, const ptc_proxy *p, size_t i, void
 {
     ptc_health_view v;
     view_of(arg, p, i, &v);
-    ptc_buf_appendf(b, ",\"health\":{\"state\":\"%s\"", ptc_hstate_name(v.state));
+    ptc_buf_append_str(b, ",\"health\":{\"state\":");
+    ptc_buf_append_json_str(b, ptc_hstate_name(v.state));
+    put_key(b, "last_status");
     if (v.last_status)
-        ptc_buf_appendf(b, ",\"last_status\":%d", v.last_status);
+        ptc_buf_append_i64(b, v.last_status);
     else
-        ptc_buf_append_str(b, ",\"last_status\":null");
+        ptc_buf_append_str(b, "null");
     ptc_buf_append_str(b, ",\"last_error\":");
     if (v.last_error[0])
         ptc_buf_append_json_str(b, v.last_error);
@@ -406,7 +418,10 @@ static void write_upstream_health(ptc_buf *b, const ptc_proxy *p, size_t i, void
         ptc_buf_append_str(b, "null");
     put_time_or_null(b, "checked_at", v.checked_at);
     put_time_or_null(b, "changed_at", v.changed_at);
-    ptc_buf_appendf(b, ",\"consecutive\":%u,\"passive\":%s}", v.consecutive, v.passive ? "true" : "false");
+    put_key(b, "consecutive");
+    ptc_buf_append_u64(b, v.consecutive);
+    put_key(b, "passive");
+    ptc_buf_append_str(b, v.passive ? "true}" : "false}");
 }
 
 /* The proxy's last_health_status and last_health_checked_at.  A proxy is
@@ -423,10 +438,8 @@ static void write_proxy_health(ptc_buf *b, const ptc_proxy *p, void *arg)
         if (v.checked_at > checked)
             checked = v.checked_at;
     }
-    ptc_buf_appendf(b, ",\"last_health_status\":\"%s\"",
-                    any_healthy   ? "healthy"
-                    : any_unknown ? "unknown"
-                                  : "unhealthy");
+    put_key(b, "last_health_status");
+    ptc_buf_append_json_str(b, any_healthy ? "healthy" : any_unknown ? "unknown" : "unhealthy");
     put_time_or_null(b, "last_health_checked_at", checked);
 }
 

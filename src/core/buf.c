@@ -38,16 +38,43 @@ void ptc_buf_append_str(ptc_buf *b, const char *s)
 void ptc_buf_appendf(ptc_buf *b, const char *fmt, ...)
 {
     va_list ap, ap2;
+    /* Format once into the room there is; a second time only when the
+     * text did not fit. */
+    ptc_buf_reserve(b, 64);
+    size_t room = b->cap - b->len;
     va_start(ap, fmt);
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(b->data + b->len, room, fmt, ap);
     va_end(ap);
-    if (n > 0) {
+    if (n > 0 && (size_t)n >= room) {
         ptc_buf_reserve(b, (size_t)n);
         vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
-        b->len += (size_t)n;
     }
     va_end(ap2);
+    if (n > 0)
+        b->len += (size_t)n;
+    b->data[b->len] = '\0';
+}
+
+void ptc_buf_append_u64(ptc_buf *b, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[sizeof(digits) - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    ptc_buf_append(b, digits + sizeof(digits) - n, n);
+}
+
+void ptc_buf_append_i64(ptc_buf *b, int64_t v)
+{
+    if (v < 0) {
+        ptc_buf_append(b, "-", 1);
+        ptc_buf_append_u64(b, (uint64_t)0 - (uint64_t)v);
+        return;
+    }
+    ptc_buf_append_u64(b, (uint64_t)v);
 }
 
 void ptc_buf_append_json_str(ptc_buf *b, const char *s)
@@ -56,6 +83,14 @@ void ptc_buf_append_json_str(ptc_buf *b, const char *s)
     ptc_buf_reserve(b, strlen(s) + 2);
     ptc_buf_append(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        /* Runs of plain printable ASCII go in one copy. */
+        const unsigned char *run = p;
+        while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
+            p++;
+        if (p > run)
+            ptc_buf_append(b, run, (size_t)(p - run));
+        if (*p == '\0')
+            break;
         char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
         switch (*p) {
         case '"':

@@ -28,13 +28,55 @@ int64_t ptc_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static char *put_digits(char *at, unsigned v, int width)
+{
+    for (int i = width - 1; i >= 0; i--, v /= 10)
+        at[i] = (char)('0' + v % 10);
+    return at + width;
+}
+
+/* Every log line and every listed proxy formats times: the calendar is
+ * computed here (days to civil date, proleptic Gregorian) rather than
+ * through gmtime_r and snprintf, which cost more than the rest of a line. */
 void ptc_time_format(int64_t ms, char *out, size_t outlen)
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    int64_t secs = ms >= 0 ? ms / 1000 : -((999 - ms) / 1000);
+    int64_t days = secs >= 0 ? secs / 86400 : -((86399 - secs) / 86400);
+    unsigned msec = (unsigned)(ms - secs * 1000), sod = (unsigned)(secs - days * 86400);
+    /* Shifted to 0000-03-01, so that the leap day ends a year. */
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    unsigned day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
+    int64_t year = (int64_t)yoe + era * 400 + (month <= 2);
+    char text[32], *at = text;
+
+    if (outlen == 0)
+        return;
+    if (year < 0 || year > 9999) {
+        snprintf(out, outlen, "%s", year < 0 ? "0000-01-01T00:00:00.000Z" : "9999-12-31T23:59:59.999Z");
+        return;
+    }
+    at = put_digits(at, (unsigned)year, 4);
+    *at++ = '-';
+    at = put_digits(at, month, 2);
+    *at++ = '-';
+    at = put_digits(at, day, 2);
+    *at++ = 'T';
+    at = put_digits(at, sod / 3600, 2);
+    *at++ = ':';
+    at = put_digits(at, sod / 60 % 60, 2);
+    *at++ = ':';
+    at = put_digits(at, sod % 60, 2);
+    *at++ = '.';
+    at = put_digits(at, msec, 3);
+    *at++ = 'Z';
+    size_t n = (size_t)(at - text) < outlen ? (size_t)(at - text) : outlen - 1;
+    memcpy(out, text, n);
+    out[n] = '\0';
 }
 
 int ptc_time_parse(const char *s, int64_t *ms)

@@ -410,18 +410,41 @@ static void format_upstream_url(const ptc_upstream *u, char *out, size_t outlen)
     snprintf(out, outlen, "http://%s%s%s:%u", v6 ? "[" : "", u->host, v6 ? "]" : "", u->port);
 }
 
+/* The writers of the API form: 10,000 proxies make 10 MB of JSON, so
+ * no printf per field. */
+
+/* ,"key": */
+static void put_key(ptc_buf *b, const char *key)
+{
+    ptc_buf_append(b, ",\"", 2);
+    ptc_buf_append_str(b, key);
+    ptc_buf_append(b, "\":", 2);
+}
+
 /* ,"key":"value" with value escaped. */
 static void put_str(ptc_buf *b, const char *key, const char *value)
 {
-    ptc_buf_appendf(b, ",\"%s\":", key);
+    put_key(b, key);
     ptc_buf_append_json_str(b, value);
+}
+
+static void put_uint(ptc_buf *b, const char *key, uint64_t v)
+{
+    put_key(b, key);
+    ptc_buf_append_u64(b, v);
+}
+
+static void put_bool(ptc_buf *b, const char *key, bool v)
+{
+    put_key(b, key);
+    ptc_buf_append_str(b, v ? "true" : "false");
 }
 
 static void put_time(ptc_buf *b, const char *key, int64_t ms)
 {
     char t[32];
     ptc_time_format(ms, t, sizeof(t));
-    ptc_buf_appendf(b, ",\"%s\":\"%s\"", key, t);
+    put_str(b, key, t);
 }
 
 void ptc_proxy_write_api(ptc_buf *b, const ptc_proxy *p, bool has_cert, const ptc_proxy_api_extras *x)
@@ -434,36 +457,40 @@ void ptc_proxy_write_api(ptc_buf *b, const ptc_proxy *p, bool has_cert, const pt
     ptc_buf_append_json_str(b, p->name);
     put_str(b, "domain", p->domain);
     put_str(b, "path_prefix", p->path_prefix);
-    ptc_buf_appendf(b, ",\"strip_prefix\":%s", p->strip_prefix ? "true" : "false");
+    put_bool(b, "strip_prefix", p->strip_prefix);
     put_str(b, "upstream_host", p->upstreams[0].host);
-    ptc_buf_appendf(b, ",\"upstream_port\":%u", p->upstreams[0].port);
+    put_uint(b, "upstream_port", p->upstreams[0].port);
     put_str(b, "upstream", url);
     ptc_buf_append_str(b, ",\"upstreams\":[");
     for (size_t i = 0; i < p->n_upstreams; i++) {
         ptc_buf_append_str(b, i ? ",{\"host\":" : "{\"host\":");
         ptc_buf_append_json_str(b, p->upstreams[i].host);
-        ptc_buf_appendf(b, ",\"port\":%u,\"weight\":%u", p->upstreams[i].port, p->upstreams[i].weight);
+        put_uint(b, "port", p->upstreams[i].port);
+        put_uint(b, "weight", p->upstreams[i].weight);
         if (x && x->upstream)
             x->upstream(b, p, i, x->arg);
         ptc_buf_append_str(b, "}");
     }
-    ptc_buf_appendf(b,
-                    "],\"require_healthy\":%s,\"enable_ssl\":%s,\"ssl_enabled\":%s,\"websocket\":%s,"
-                    "\"security_headers\":%s,\"dns\":%s,\"max_body_size\":%llu,\"health_check\":{\"path\":",
-                    p->require_healthy ? "true" : "false", p->enable_ssl ? "true" : "false",
-                    p->enable_ssl && has_cert ? "true" : "false", p->websocket ? "true" : "false",
-                    p->security_headers ? "true" : "false", p->dns ? "true" : "false",
-                    (unsigned long long)p->max_body_size);
+    ptc_buf_append_str(b, "]");
+    put_bool(b, "require_healthy", p->require_healthy);
+    put_bool(b, "enable_ssl", p->enable_ssl);
+    put_bool(b, "ssl_enabled", p->enable_ssl && has_cert);
+    put_bool(b, "websocket", p->websocket);
+    put_bool(b, "security_headers", p->security_headers);
+    put_bool(b, "dns", p->dns);
+    put_uint(b, "max_body_size", p->max_body_size);
+    ptc_buf_append_str(b, ",\"health_check\":{\"path\":");
     ptc_buf_append_json_str(b, h->path);
-    ptc_buf_appendf(
-        b,
-        ",\"interval_ms\":%u,\"timeout_ms\":%u,\"healthy_threshold\":%u,\"unhealthy_threshold\":%u},"
-        "\"status\":\"active\",\"source\":\"%s\"",
-        h->interval_ms, h->timeout_ms, h->healthy_threshold, h->unhealthy_threshold,
-        ptc_proxy_source_name(p->source));
+    put_uint(b, "interval_ms", h->interval_ms);
+    put_uint(b, "timeout_ms", h->timeout_ms);
+    put_uint(b, "healthy_threshold", h->healthy_threshold);
+    put_uint(b, "unhealthy_threshold", h->unhealthy_threshold);
+    ptc_buf_append_str(b, "},\"status\":\"active\"");
+    put_str(b, "source", ptc_proxy_source_name(p->source));
     put_time(b, "created_at", p->created_at);
     put_time(b, "updated_at", p->updated_at);
-    ptc_buf_appendf(b, ",\"revision\":%lld", (long long)p->revision);
+    put_key(b, "revision");
+    ptc_buf_append_i64(b, p->revision);
     if (x && x->proxy)
         x->proxy(b, p, x->arg);
     ptc_buf_append_str(b, "}");

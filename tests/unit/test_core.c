@@ -8,8 +8,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void test_atomic_write_and_read(void)
@@ -158,6 +160,53 @@ static void test_json_escape_and_time(void)
     CHECK_INT(strlen(hex), 32);
 }
 
+/* The calendar arithmetic agrees with gmtime_r, and the number writers
+ * with printf. */
+static void test_time_and_numbers(void)
+{
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int64_t ms = (int64_t)(x % 7258118400000ull); /* 1970 .. 2200 */
+        if (i < 4)
+            ms = (int64_t[]){0, 951782400000, 4107542399999, 1700000000123}[i]; /* leap day 2000, 2100 */
+        char got[32], want[64];
+        ptc_time_format(ms, got, sizeof(got));
+        time_t secs = (time_t)(ms / 1000);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+        if (strcmp(got, want) != 0) {
+            CHECK_STR(got, want);
+            break;
+        }
+    }
+    char small[5];
+    ptc_time_format(0, small, sizeof(small));
+    CHECK_STR(small, "1970");
+
+    ptc_buf b = PTC_BUF_INIT;
+    ptc_buf_append_u64(&b, 0);
+    ptc_buf_append(&b, " ", 1);
+    ptc_buf_append_u64(&b, UINT64_MAX);
+    ptc_buf_append(&b, " ", 1);
+    ptc_buf_append_i64(&b, INT64_MIN);
+    ptc_buf_append(&b, " ", 1);
+    ptc_buf_append_i64(&b, -42);
+    CHECK_STR(ptc_buf_cstr(&b), "0 18446744073709551615 -9223372036854775808 -42");
+    ptc_buf_reset(&b);
+    /* appendf: text that fits the room at hand, and text that does not. */
+    ptc_buf_appendf(&b, "%s-%d", "a", 1);
+    char big[300];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    ptc_buf_appendf(&b, "[%s]", big);
+    CHECK_INT(b.len, 3 + 2 + 299);
+    CHECK(b.data[3] == '[' && b.data[b.len - 1] == ']' && b.data[b.len] == '\0');
+    ptc_buf_free(&b);
+}
+
 static void test_utf8(void)
 {
     CHECK(ptc_utf8_valid("plain, caf\xc3\xa9, \xe2\x82\xac, \xf0\x9f\x98\x80"));
@@ -190,6 +239,7 @@ int main(void)
     RUN(test_cmd_split);
     RUN(test_json_escape_and_time);
     RUN(test_utf8);
+    RUN(test_time_and_numbers);
     RUN(test_proc_stop_all);
     TEST_EXIT();
 }
