@@ -457,6 +457,7 @@ uint64_t ptc_dataplane_publish(ptc_dataplane *dp, ptc_dp_snapshot *snap)
     atomic_store_explicit(&dp->gen, gen, memory_order_release);
     pthread_mutex_unlock(&dp->snap_lock);
     ptc_snap_release(old);
+    ptc_snap_reap();
     /* Idle workers adopt it now, so the old snapshot goes soon. */
     for (unsigned i = 0; i < dp->n_workers; i++)
         ptc_worker_wake(dp->workers[i]);
@@ -487,6 +488,7 @@ void ptc_dataplane_destroy(ptc_dataplane *dp)
         ptc_worker_destroy(dp->workers[i]);
     free(dp->workers);
     ptc_snap_release(dp->live);
+    ptc_snap_reap();
     for (size_t i = 0; i < CHALLENGES_MAX; i++) {
         free(dp->challenges[i].token);
         free(dp->challenges[i].answer);

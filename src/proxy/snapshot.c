@@ -275,10 +275,27 @@ void ptc_snap_retain(ptc_dp_snapshot *snap)
     atomic_fetch_add_explicit(&snap->refs, 1, memory_order_relaxed);
 }
 
+static _Atomic(ptc_dp_snapshot *) g_dead;
+
 void ptc_snap_release(ptc_dp_snapshot *snap)
 {
-    if (snap != NULL && atomic_fetch_sub_explicit(&snap->refs, 1, memory_order_acq_rel) == 1)
-        snapshot_free(snap);
+    if (snap == NULL || atomic_fetch_sub_explicit(&snap->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    /* Push only, and the reaper takes the whole list at once: no ABA. */
+    snap->dead_next = atomic_load_explicit(&g_dead, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&g_dead, &snap->dead_next, snap, memory_order_release,
+                                                  memory_order_relaxed))
+        ;
+}
+
+void ptc_snap_reap(void)
+{
+    ptc_dp_snapshot *s = atomic_exchange_explicit(&g_dead, NULL, memory_order_acquire);
+    while (s != NULL) {
+        ptc_dp_snapshot *next = s->dead_next;
+        snapshot_free(s);
+        s = next;
+    }
 }
 
 static void set_port(ptc_sockaddr *a, unsigned port)
