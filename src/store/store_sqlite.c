@@ -400,9 +400,6 @@ static int sqlite_commit(void *b, const ptc_state *prev, const ptc_state *next, 
     sqlite_store *s = b;
     sqlite3_stmt *up = NULL, *del = NULL, *ver = NULL, *rev = NULL;
     int rc;
-    size_t i = 0, j = 0, n_deleted = 0, n_written = 0;
-    const ptc_proxy **deleted = ptc_xcalloc(prev->n_proxies + 1, sizeof(*deleted));
-    const ptc_proxy **written = ptc_xcalloc(next->n_proxies + 1, sizeof(*written));
 
     if ((rc = exec(s, "BEGIN IMMEDIATE")) != 0)
         goto out;
@@ -436,28 +433,26 @@ static int sqlite_commit(void *b, const ptc_state *prev, const ptc_state *next, 
         (rc = prepare_kept(s, "INSERT INTO proxy_versions (name, revision, spec) VALUES (?, ?, ?)", &ver)) !=
             0)
         goto out;
-    /* One merge walk over both name-sorted lists.  Unchanged proxies are
-     * the very same objects in both states: comparing pointers first skips
-     * the string compare for all of them. */
-    while (i < prev->n_proxies || j < next->n_proxies) {
-        const ptc_proxy *o = i < prev->n_proxies ? prev->proxies[i] : NULL;
-        const ptc_proxy *n = j < next->n_proxies ? next->proxies[j] : NULL;
-        int cmp = o == n ? 0 : o == NULL ? 1 : n == NULL ? -1 : strcmp(o->name, n->name);
-        if (cmp < 0)
-            deleted[n_deleted++] = o;
-        else if (cmp > 0 || o != n)
-            written[n_written++] = n;
-        i += cmp <= 0;
-        j += cmp >= 0;
+    /* Two merge walks over both name-sorted lists, deletes first: a proxy
+     * moved onto a freed (domain, prefix) must not trip the uniqueness
+     * constraint.  Unchanged proxies are the very same objects in both
+     * states: comparing pointers first skips the string compare for all
+     * of them. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0, j = 0; i < prev->n_proxies || j < next->n_proxies;) {
+            const ptc_proxy *o = i < prev->n_proxies ? prev->proxies[i] : NULL;
+            const ptc_proxy *n = j < next->n_proxies ? next->proxies[j] : NULL;
+            int cmp = o == n ? 0 : o == NULL ? 1 : n == NULL ? -1 : strcmp(o->name, n->name);
+            if (pass == 0 && cmp < 0)
+                rc = write_change(s, up, del, ver, o->name, NULL, meta->number);
+            else if (pass == 1 && (cmp > 0 || (cmp == 0 && o != n)))
+                rc = write_change(s, up, del, ver, n->name, n, meta->number);
+            if (rc != 0)
+                goto out;
+            i += cmp <= 0;
+            j += cmp >= 0;
+        }
     }
-    /* Deletes before writes: a proxy moved onto a freed (domain, prefix)
-     * must not trip the uniqueness constraint. */
-    for (size_t k = 0; k < n_deleted; k++)
-        if ((rc = write_change(s, up, del, ver, deleted[k]->name, NULL, meta->number)) != 0)
-            goto out;
-    for (size_t k = 0; k < n_written; k++)
-        if ((rc = write_change(s, up, del, ver, written[k]->name, written[k], meta->number)) != 0)
-            goto out;
     if (meta->audit_id != 0 &&
         (rc = finish_audit(s, meta->audit_id, "success", NULL, meta->audit_detail)) != 0)
         goto out;
@@ -467,8 +462,6 @@ out:
     put_back(s, del);
     put_back(s, ver);
     put_back(s, rev);
-    free(deleted);
-    free(written);
     if (rc != 0)
         exec(s, "ROLLBACK");
     return rc;
