@@ -152,10 +152,16 @@ int ptc_api_checks_start(ptc_api *api, const ptc_state *state, char *err, size_t
 void ptc_api_checks_stop(ptc_api *api);
 /* Makes the checks follow a newly published state (never blocks long). */
 void ptc_api_checks_follow(ptc_api *api, const ptc_state *next);
-/* Adds the health fields to a proxy's API form: last_health_status,
+/* The health checks' members of a proxy's API form: last_health_status,
  * last_health_checked_at and upstreams[i].health. */
-/* The health checks' members of a proxy's API form. */
 ptc_proxy_api_extras ptc_api_checks_extras(ptc_api *api);
+/* The build step of a change that puts spec (PUT /proxies/{name},
+ * POST /add-record): cur with spec as revision rev, keeping its creation
+ * time; cur itself (retained) when the stored spec is the same; NULL
+ * after answering 409 ROUTE_CONFLICT when another proxy holds the route.
+ * *created tells whether the name is new.  Runs under the apply lock. */
+const ptc_state *ptc_api_state_with_proxy(ptc_call *c, const ptc_state *cur, int64_t rev,
+                                          const ptc_proxy *spec, bool *created);
 /* A proxy's API form with what the state and the health checks know:
  * appended to b as text, or as a new JSON object. */
 void ptc_api_write_proxy(ptc_buf *b, ptc_api *api, const ptc_state *s, const ptc_proxy *p);

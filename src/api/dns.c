@@ -424,24 +424,7 @@ typedef struct add_arg {
 static const ptc_state *build_add(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg)
 {
     add_arg *a = arg;
-    const ptc_proxy *old = ptc_state_proxy(cur, a->proxy->name);
-    const ptc_proxy *owner = ptc_state_route_owner(cur, a->proxy->domain, a->proxy->path_prefix);
-    int64_t now = ptc_now_ms();
-
-    if (owner && strcmp(owner->name, a->proxy->name) != 0) {
-        ptc_call_error(c, 409, "ROUTE_CONFLICT", "another proxy already routes this domain and path prefix",
-                       json_pack("{s:s, s:s, s:s}", "domain", owner->domain, "path_prefix",
-                                 owner->path_prefix, "owner", owner->name));
-        return NULL;
-    }
-    if (old && ptc_proxy_spec_equal(old, a->proxy))
-        return ptc_state_retain(cur);
-    ptc_proxy *p = ptc_proxy_clone(a->proxy);
-    p->created_at = old ? old->created_at : now;
-    p->updated_at = now;
-    p->revision = rev;
-    a->proxy_created = old == NULL;
-    return ptc_state_put_proxy(cur, p);
+    return ptc_api_state_with_proxy(c, cur, rev, a->proxy, &a->proxy_created);
 }
 
 /* The record and the proxies, both or neither: the record is written

@@ -77,27 +77,33 @@ typedef struct put_arg {
     bool created;
 } put_arg;
 
-static const ptc_state *build_put(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg)
+const ptc_state *ptc_api_state_with_proxy(ptc_call *c, const ptc_state *cur, int64_t rev,
+                                          const ptc_proxy *spec, bool *created)
 {
-    put_arg *a = arg;
-    const ptc_proxy *old = ptc_state_proxy(cur, a->proxy->name);
-    const ptc_proxy *owner = ptc_state_route_owner(cur, a->proxy->domain, a->proxy->path_prefix);
+    const ptc_proxy *old = ptc_state_proxy(cur, spec->name);
+    const ptc_proxy *owner = ptc_state_route_owner(cur, spec->domain, spec->path_prefix);
     int64_t now = ptc_now_ms();
 
-    if (owner && strcmp(owner->name, a->proxy->name) != 0) {
+    if (owner && strcmp(owner->name, spec->name) != 0) {
         ptc_call_error(c, 409, "ROUTE_CONFLICT", "another proxy already routes this domain and path prefix",
                        json_pack("{s:s, s:s, s:s}", "domain", owner->domain, "path_prefix",
                                  owner->path_prefix, "owner", owner->name));
         return NULL;
     }
-    if (old && ptc_proxy_spec_equal(old, a->proxy))
+    if (old && ptc_proxy_spec_equal(old, spec))
         return ptc_state_retain(cur);
-    ptc_proxy *p = ptc_proxy_clone(a->proxy);
+    ptc_proxy *p = ptc_proxy_clone(spec);
     p->created_at = old ? old->created_at : now;
     p->updated_at = now;
     p->revision = rev;
-    a->created = old == NULL;
+    *created = old == NULL;
     return ptc_state_put_proxy(cur, p);
+}
+
+static const ptc_state *build_put(ptc_call *c, const ptc_state *cur, int64_t rev, void *arg)
+{
+    put_arg *a = arg;
+    return ptc_api_state_with_proxy(c, cur, rev, a->proxy, &a->created);
 }
 
 void ptc_api_proxy_put(ptc_call *c)
