@@ -201,7 +201,8 @@ class Peer:
             headers.append((k.strip().lower(), v.strip()))
         hd = dict(headers)
         return {"method": method, "target": target, "version": version, "headers": headers,
-                "raw": head, "conn": self.cid, "verify": hd.get("user-agent") == "portico-verify"}
+                "raw": head, "conn": self.cid, "verify": hd.get("user-agent") == "portico-verify",
+                "health_check": hd.get("user-agent", "").startswith("portico-health")}
 
     def read_body(self, req, sink=None):
         """Reads the request body (Content-Length or chunked); returns its
@@ -320,9 +321,11 @@ class RawUpstream:
         return b"".join(self.log)
 
     def record(self, req):
-        """Keeps req unless it is the API's verify request (which an
-        apply sends through the data plane)."""
-        if not req["verify"]:
+        """Keeps req unless portico sent it on its own: the API's verify
+        request (which an apply sends through the data plane) or an active
+        health check (each upstream gets its first one at a random moment
+        of the first interval, which may fall inside a test)."""
+        if not req["verify"] and not req["health_check"]:
             with self.lock:
                 self.requests.append(req)
 
