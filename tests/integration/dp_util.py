@@ -169,13 +169,15 @@ def raw(port, data, method="GET", timeout=10.0, check_close=False):
 
 class Peer:
     """One accepted upstream connection as a scripted handler sees it;
-    every byte received is appended to the upstream's log."""
+    every byte received is appended to the upstream's log, with the
+    connection's number."""
 
     def __init__(self, sock, log, cid=0):
         self.sock = sock
         self.log = log
         self.cid = cid
         self.buf = b""
+        self.upstream = None
 
     def recv_some(self):
         try:
@@ -183,7 +185,11 @@ class Peer:
         except (ConnectionResetError, socket.timeout, OSError):
             d = b""
         if d:
-            self.log.append(d)
+            # The checker's connections are marked before their bytes are
+            # logged, so that received() never shows them, even briefly.
+            if b"\r\nUser-Agent: portico-health" in d and self.upstream is not None:
+                self.upstream.health_conns.add(self.cid)
+            self.log.append((self.cid, d))
         return d
 
     def read_head(self):
@@ -268,12 +274,14 @@ def reply(status=200, body=b"ok", headers=None, reason="OK"):
 class RawUpstream:
     """A scripted upstream: handler(peer, upstream) runs in its own thread
     for each connection.  self.log holds every byte received, and
-    self.requests every head read through Peer.read_head."""
+    self.requests every head read through Peer.read_head, leaving out
+    portico's own health-check connections."""
 
     def __init__(self, handler, accept=True):
         self.handler = handler
         self.log = []
         self.requests = []
+        self.health_conns = set()
         self.connections = 0
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -318,7 +326,8 @@ class RawUpstream:
                 pass
 
     def received(self):
-        return b"".join(self.log)
+        with self.lock:
+            return b"".join(d for cid, d in self.log if cid not in self.health_conns)
 
     def record(self, req):
         """Keeps req unless portico sent it on its own: the API's verify
