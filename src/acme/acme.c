@@ -103,19 +103,6 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-static bool nonce_ok(const char *s, size_t len)
-{
-    if (len == 0 || len > NONCE_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-              c == '_'))
-            return false;
-    }
-    return true;
-}
-
 /* Retry-After (RFC 9110 §10.2.3): delay-seconds or an HTTP-date. */
 static int64_t parse_retry_after(const char *v, size_t len)
 {
@@ -167,7 +154,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     if (nlen == 12 && strncasecmp(data, "Replay-Nonce", 12) == 0) {
         /* A malformed nonce is dropped: the next request fetches a fresh
          * one instead of sending the CA's garbage back. */
-        if (nonce_ok(v, vlen)) {
+        if (ptc_str_is_base64url(v, vlen, NONCE_MAX)) {
             memcpy(x->nonce, v, vlen);
             x->nonce[vlen] = '\0';
         }

@@ -2,6 +2,7 @@
 #include "acme/msg.h"
 
 #include "core/mem.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -104,19 +105,6 @@ static int get_status(const json_t *o, unsigned allowed, ptc_acme_status *out, c
         }
     }
     return fail(err, errlen, "\"status\" is not a status this object can have");
-}
-
-static bool token_ok(const char *s, size_t len)
-{
-    if (len == 0 || len > PTC_ACME_TOKEN_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-              c == '_'))
-            return false;
-    }
-    return true;
 }
 
 /* A string member cut at max bytes, or NULL when absent or not a string. */
@@ -282,7 +270,8 @@ static int read_challenge(const json_t *o, ptc_acme_challenge *c, char *err, siz
         get_url(o, "url", true, &c->url, err, errlen) != 0)
         return -EINVAL;
     if (token) {
-        if (!json_is_string(token) || !token_ok(json_string_value(token), json_string_length(token)))
+        if (!json_is_string(token) ||
+            !ptc_str_is_base64url(json_string_value(token), json_string_length(token), PTC_ACME_TOKEN_MAX))
             return fail(err, errlen, "a challenge's \"token\" is not base64url of at most %d characters",
                         PTC_ACME_TOKEN_MAX);
         c->token = ptc_xstrdup(json_string_value(token));

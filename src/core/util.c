@@ -320,6 +320,19 @@ bool ptc_str_equal_ct(const char *a, const char *b)
     return diff == 0;
 }
 
+bool ptc_str_is_base64url(const char *s, size_t len, size_t max)
+{
+    if (len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '_'))
+            return false;
+    }
+    return true;
+}
+
 size_t ptc_utf8_len(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;

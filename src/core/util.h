@@ -50,6 +50,9 @@ bool ptc_str_has_prefix(const char *s, const char *prefix);
 /* Compares two strings in time independent of where they differ (for
  * secrets); the lengths may leak. */
 bool ptc_str_equal_ct(const char *a, const char *b);
+/* Whether s[0..len) is 1 to max base64url characters (RFC 4648 §5, no
+ * padding): ACME tokens and nonces, challenge file names. */
+bool ptc_str_is_base64url(const char *s, size_t len, size_t max);
 /* UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above
  * U+10FFFF).  ptc_utf8_len: the length (1-4) of the valid sequence that
  * starts at s, 0 when none does (or *s is NUL).  ptc_utf8_repair: s with

@@ -602,18 +602,6 @@ static json_t *caddy_status(ptc_engine *e, ptc_health_level *level)
 }
 
 /* ACME tokens are base64url (RFC 8555 §8.3): nothing else reaches a path. */
-static bool valid_token(const char *t)
-{
-    size_t n = strlen(t);
-    if (n == 0 || n > 256)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
-              t[i] == '-' || t[i] == '_'))
-            return false;
-    return true;
-}
-
 static char *challenge_path(const caddy *c, const char *token)
 {
     return ptc_xasprintf("%s/.well-known/acme-challenge/%s", c->webroot, token);
@@ -622,7 +610,7 @@ static char *challenge_path(const caddy *c, const char *token)
 static int caddy_set_challenge(ptc_engine *e, const char *token, const char *key_authorization)
 {
     caddy *c = e->impl;
-    if (!valid_token(token))
+    if (!ptc_str_is_base64url(token, strlen(token), 256))
         return -EINVAL;
     char *dir = ptc_xasprintf("%s/.well-known/acme-challenge", c->webroot);
     char *path = challenge_path(c, token);
@@ -637,7 +625,7 @@ static int caddy_set_challenge(ptc_engine *e, const char *token, const char *key
 static void caddy_clear_challenge(ptc_engine *e, const char *token)
 {
     caddy *c = e->impl;
-    if (!valid_token(token))
+    if (!ptc_str_is_base64url(token, strlen(token), 256))
         return;
     char *path = challenge_path(c, token);
     unlink(path);

@@ -32,6 +32,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/settings.h"
+#include "core/util.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
 
@@ -186,26 +187,23 @@ bool ptc_dataplane_challenge(ptc_dataplane *dp, ptc_str token, ptc_buf *out)
     return found;
 }
 
-static bool challenge_chars_ok(const char *s, size_t max, bool token)
+/* 1 to max printable ASCII characters, no space. */
+static bool printable_ok(const char *s, size_t max)
 {
     size_t n = strlen(s);
     if (n == 0 || n > max)
         return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        bool b64url = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '_';
-        if (token ? !b64url : (c <= 0x20 || c >= 0x7f))
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
             return false;
-    }
     return true;
 }
 
 int ptc_dataplane_set_challenge(ptc_dataplane *dp, const char *token, const char *key_authorization)
 {
     int rc = -ENOSPC;
-    if (!challenge_chars_ok(token, CHALLENGE_TOKEN_MAX, true) ||
-        !challenge_chars_ok(key_authorization, CHALLENGE_ANSWER_MAX, false))
+    if (!ptc_str_is_base64url(token, strlen(token), CHALLENGE_TOKEN_MAX) ||
+        !printable_ok(key_authorization, CHALLENGE_ANSWER_MAX))
         return -EINVAL;
     pthread_mutex_lock(&dp->challenge_lock);
     challenge *free_slot = NULL;

@@ -186,6 +186,13 @@ static void test_time_and_numbers(void)
     ptc_time_format(0, small, sizeof(small));
     CHECK_STR(small, "1970");
 
+    CHECK(ptc_str_is_base64url("aZ09-_", 6, 6));
+    CHECK(!ptc_str_is_base64url("aZ09-_", 6, 5)); /* longer than max */
+    CHECK(!ptc_str_is_base64url("", 0, 8));
+    CHECK(!ptc_str_is_base64url("a=b", 3, 8));
+    CHECK(!ptc_str_is_base64url("a/b", 3, 8));
+    CHECK(!ptc_str_is_base64url("a.b", 3, 8));
+
     ptc_buf b = PTC_BUF_INIT;
     ptc_buf_append_u64(&b, 0);
     ptc_buf_append(&b, " ", 1);
