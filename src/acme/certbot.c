@@ -23,9 +23,11 @@ extern char **environ;
 #define LOG_ERROR_MAX 1024
 /* certbot 2.1 retries a badNonce refusal once, then gives up (and, on
  * Python 3.11, hides it behind "AttributeError: can't set attribute"); a
- * CA that refuses nonces at random (Pebble: 5%) fails one run in a few
- * dozen.  Such a run is tried again, at most this many runs in all. */
-#define RUNS_MAX 3
+ * CA that refuses nonces at random (Pebble: 5%) fails a run that is
+ * refused twice in a row, which a failed validation with its many polls
+ * does often enough that three runs in all were seen to fail together.
+ * Such a run is tried again, at most this many runs in all. */
+#define RUNS_MAX 5
 
 char **ptc_certbot_argv(const ptc_certbot_params *p, const char *domain)
 {
