@@ -16,6 +16,7 @@ static const int codes[] = {101, 200, 201, 204, 206, 301, 302, 304, 307, 308, 40
                             405, 408, 413, 414, 417, 429, 431, 499, 500, 501, 502, 503, 504, 505};
 #define N_EXACT (sizeof(codes) / sizeof(codes[0]))
 _Static_assert(N_EXACT + 5 == PTC_N_CODES, "one slot per listed status and one per class");
+_Static_assert(PTC_N_CODES < 255, "a slot number fits code_slot");
 
 /* Upper bounds of the latency buckets, in microseconds. */
 static const int64_t lat_us[PTC_N_LAT] = {1000,   2500,   5000,   10000,   25000,   50000,
@@ -34,7 +35,26 @@ static int code_slot(int status)
 
 void ptc_metrics_count(ptc_route_stats *s, int status)
 {
-    ptc_counter_add(&s->codes[code_slot(status)], 1);
+    uint8_t slot = (uint8_t)(code_slot(status) + 1);
+    for (int k = 0; k < PTC_CODES_INLINE; k++) {
+        uint8_t have = atomic_load_explicit(&s->code_slot[k], memory_order_relaxed);
+        if (have == slot) {
+            ptc_counter_add(&s->code_count[k], 1);
+            return;
+        }
+        if (have == 0) {
+            /* The count first: a scrape that sees the slot sees its count. */
+            ptc_counter_add(&s->code_count[k], 1);
+            atomic_store_explicit(&s->code_slot[k], slot, memory_order_release);
+            return;
+        }
+    }
+    atomic_uint_least64_t *more = atomic_load_explicit(&s->codes_more, memory_order_relaxed);
+    if (more == NULL) {
+        more = ptc_xcalloc(PTC_N_CODES, sizeof(*more));
+        atomic_store_explicit(&s->codes_more, more, memory_order_release);
+    }
+    ptc_counter_add(&more[slot - 1], 1);
 }
 
 void ptc_metrics_latency(ptc_route_stats *s, int64_t us)
@@ -81,12 +101,18 @@ ptc_route_stats *ptc_metrics_route(ptc_worker *w, const ptc_snap_route *r)
     return s;
 }
 
+static void stats_free_parts(ptc_route_stats *s)
+{
+    free(s->bal_current);
+    free((void *)atomic_load_explicit(&s->codes_more, memory_order_relaxed));
+}
+
 void ptc_metrics_free(ptc_wmetrics *m)
 {
     for (uint32_t i = 0; i < m->n_by_route; i++) {
         ptc_route_stats *s = atomic_load_explicit(&m->by_route[i], memory_order_relaxed);
         if (s != NULL) {
-            free(s->bal_current);
+            stats_free_parts(s);
             free(s);
         }
     }
@@ -94,7 +120,7 @@ void ptc_metrics_free(ptc_wmetrics *m)
     for (size_t i = 0; i < m->n_old_tables; i++)
         free(m->old_tables[i]);
     free(m->old_tables);
-    free(m->none.bal_current);
+    stats_free_parts(&m->none);
     m->by_route = NULL;
     m->n_by_route = 0;
 }
@@ -113,8 +139,14 @@ static uint64_t ld(const atomic_uint_least64_t *v)
 
 static void add_stats(sums *t, const ptc_route_stats *s)
 {
-    for (int i = 0; i < PTC_N_CODES; i++)
-        t->codes[i] += ld(&s->codes[i]);
+    for (int k = 0; k < PTC_CODES_INLINE; k++) {
+        uint8_t slot = atomic_load_explicit(&s->code_slot[k], memory_order_acquire);
+        if (slot != 0)
+            t->codes[slot - 1] += ld(&s->code_count[k]);
+    }
+    const atomic_uint_least64_t *more = atomic_load_explicit(&s->codes_more, memory_order_acquire);
+    for (int i = 0; more != NULL && i < PTC_N_CODES; i++)
+        t->codes[i] += ld(&more[i]);
     for (int i = 0; i <= PTC_N_LAT; i++)
         t->lat[i] += ld(&s->lat[i]);
     t->lat_sum_us += ld(&s->lat_sum_us);
