@@ -103,20 +103,22 @@ static int serve(int nflags, char **flags)
         goto out;
     ptc_log_info("portico ready");
 
-    uint64_t trimmed_at = ptc_api_changes(api);
+    /* The start-up (reading the store, building the first snapshot) counts
+     * too: its scratch memory goes back at the first turn. */
+    uint64_t trimmed_at = ptc_api_activity(api) - 1;
     for (;;) {
         const struct timespec housekeeping = {.tv_sec = 5};
         int sig = sigtimedwait(&sigs, NULL, &housekeeping);
         if (sig < 0) {
             /* Every change frees the arrays of the state and snapshot it
              * replaced (megabytes at 10,000 proxies), which malloc keeps
-             * unless asked: after changes, at most every five seconds,
+             * unless asked: after such work, at most every five seconds,
              * the free pages go back (a millisecond or two of arena
              * locks, on this otherwise idle thread). */
-            uint64_t changes = ptc_api_changes(api);
-            if (changes != trimmed_at) {
+            uint64_t activity = ptc_api_activity(api);
+            if (activity != trimmed_at) {
                 malloc_trim(0);
-                trimmed_at = changes;
+                trimmed_at = activity;
             }
             continue;
         }

@@ -26,9 +26,11 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
  * the reason in err. */
 int ptc_api_preflight(const ptc_settings *s, char *err, size_t errlen);
 
-/* How many changes were published since start: a count that only grows,
- * for housekeeping that follows changes.  Thread-safe. */
-uint64_t ptc_api_changes(ptc_api *api);
+/* A count that only grows with the work that frees memory in bulk: each
+ * published change, and each batch of health transitions recorded (10,000
+ * proxies behind one upstream make 10,000 audit entries).  Housekeeping
+ * gives free pages back after it moves.  Thread-safe. */
+uint64_t ptc_api_activity(ptc_api *api);
 /* Stops accepting calls, waits for calls in progress, frees the API. */
 void ptc_api_stop(ptc_api *api);
 

@@ -28,7 +28,7 @@ struct ptc_api {
     pthread_mutex_t apply_lock;    /* one change at a time, held from reading the state to committing */
     pthread_mutex_t state_lock;    /* guards the state pointer only (held for a retain) */
     const ptc_state *state;        /* the committed desired state, as the engine serves it */
-    atomic_uint_fast64_t changes;  /* states published since start (ptc_api_changes) */
+    atomic_uint_fast64_t activity; /* see ptc_api_activity */
     struct ptc_api_ssl *ssl;       /* ACME issuances in progress and the renewal scheduler (ssl.c) */
     struct ptc_api_checks *checks; /* active health checks and what follows them (checks.c) */
     struct ptc_api_sync *sync;     /* registry sync (sync.c) */

@@ -42,7 +42,7 @@ static void publish(ptc_api *api, const ptc_state *next)
     const ptc_state *old = api->state;
     api->state = ptc_state_retain(next);
     pthread_mutex_unlock(&api->state_lock);
-    atomic_fetch_add(&api->changes, 1);
+    atomic_fetch_add(&api->activity, 1);
     ptc_state_release(old);
     ptc_api_checks_follow(api, next);
     /* Proxies with dns: true are names in the zone. */

@@ -34,8 +34,18 @@
 
 typedef struct ptc_api_checks ptc_api_checks;
 
+/* One transition of one upstream, for every proxy behind it: its audit
+ * rows are made as they are written, so that 10,000 proxies behind one
+ * upstream queue one entry and two arrays, not 60,000 small copies. */
 typedef struct pending {
-    ptc_audit_entry e; /* strings owned */
+    int64_t ts;
+    char correlation_id[33];
+    bool unhealthy;
+    char *detail;
+    const ptc_state *state; /* a reference: it holds the names and domains */
+    size_t n;
+    const char **names, **domains; /* n each, one allocation */
+    char *strays;                  /* the names of proxies gone from state, one after another */
     struct pending *next;
 } pending;
 
@@ -59,20 +69,28 @@ struct ptc_api_checks {
 
 /* ---- from the checker's thread ---------------------------------------------- */
 
+static void free_pending(pending *p)
+{
+    while (p) {
+        pending *next = p->next;
+        free(p->detail);
+        ptc_state_release(p->state);
+        free(p->names);
+        free(p->strays);
+        free(p);
+        p = next;
+    }
+}
+
 static void enqueue(ptc_api_checks *c, pending *p)
 {
     pthread_mutex_lock(&c->lock);
-    if (c->n_pending >= QUEUE_MAX) {
+    if (c->n_pending + p->n > QUEUE_MAX) {
         /* A storm the disk cannot keep up with: count what is lost rather
          * than grow without bound. */
-        c->dropped++;
+        c->dropped += p->n;
         pthread_mutex_unlock(&c->lock);
-        free((char *)p->e.correlation_id);
-        free((char *)p->e.droplet_name);
-        free((char *)p->e.domain);
-        free((char *)p->e.error_code);
-        free((char *)p->e.detail);
-        free(p);
+        free_pending(p);
         return;
     }
     if (c->tail)
@@ -80,7 +98,7 @@ static void enqueue(ptc_api_checks *c, pending *p)
     else
         c->head = p;
     c->tail = p;
-    c->n_pending++;
+    c->n_pending += p->n;
     c->save_dirty = true;
     pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->lock);
@@ -89,17 +107,20 @@ static void enqueue(ptc_api_checks *c, pending *p)
 static void on_transition(void *arg, const ptc_health_event *ev)
 {
     ptc_api_checks *c = arg;
-    char id[33], upstream[300];
+    char upstream[300];
     const ptc_state *s = ptc_api_state(c->api);
     bool v6 = strchr(ev->host, ':') != NULL;
 
-    ptc_random_hex(id, 16);
     snprintf(upstream, sizeof(upstream), "%s%s%s:%u", v6 ? "[" : "", ev->host, v6 ? "]" : "", ev->port);
     json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:b}", "upstream", upstream, "path", ev->path,
                           "from", ptc_hstate_name(ev->from), "to", ptc_hstate_name(ev->to), "status",
                           (json_int_t)ev->view->last_status, "error", ev->view->last_error, "consecutive",
                           (json_int_t)ev->view->consecutive, "passive", (int)ev->view->passive);
-    char *detail = json_dumps(d, JSON_COMPACT);
+    pending *q = ptc_xcalloc(1, sizeof(*q));
+    q->ts = ptc_now_ms();
+    ptc_random_hex(q->correlation_id, 16);
+    q->unhealthy = ev->to == PTC_HSTATE_UNHEALTHY;
+    q->detail = json_dumps(d, JSON_COMPACT);
     json_decref(d);
     if (ev->to == PTC_HSTATE_UNHEALTHY)
         ptc_log_warn("upstream unhealthy", PTC_LS("upstream", upstream), PTC_LS("path", ev->path),
@@ -109,22 +130,35 @@ static void on_transition(void *arg, const ptc_health_event *ev)
         ptc_log_info("upstream health changed", PTC_LS("upstream", upstream), PTC_LS("path", ev->path),
                      PTC_LS("from", ptc_hstate_name(ev->from)), PTC_LS("to", ptc_hstate_name(ev->to)),
                      PTC_LI("proxies", ev->n_proxies));
-    for (size_t i = 0; i < ev->n_proxies; i++) {
+    /* The names are the checker's, valid during this call only: those of
+     * proxies in the state are borrowed from it (q keeps a reference), the
+     * others (a proxy deleted meanwhile) copied. */
+    q->state = s;
+    q->n = ev->n_proxies;
+    q->names = ptc_xcalloc(2 * (q->n ? q->n : 1), sizeof(char *));
+    q->domains = q->names + q->n;
+    size_t stray_bytes = 0, at = 0;
+    for (size_t i = 0; i < q->n; i++) {
         const ptc_proxy *p = ptc_state_proxy(s, ev->proxies[i]);
-        pending *q = ptc_xcalloc(1, sizeof(*q));
-        q->e.ts = ptc_now_ms();
-        q->e.correlation_id = ptc_xstrdup(id);
-        q->e.actor = "health-check";
-        q->e.action = "health.transition";
-        q->e.droplet_name = ptc_xstrdup(ev->proxies[i]);
-        q->e.domain = p ? ptc_xstrdup(p->domain) : NULL;
-        q->e.result = "success";
-        q->e.error_code = ev->to == PTC_HSTATE_UNHEALTHY ? ptc_xstrdup("UPSTREAM_UNHEALTHY") : NULL;
-        q->e.detail = ptc_xstrdup(detail);
-        enqueue(c, q);
+        if (p != NULL) {
+            q->names[i] = p->name;
+            q->domains[i] = p->domain;
+        } else {
+            stray_bytes += strlen(ev->proxies[i]) + 1;
+        }
     }
-    free(detail);
-    ptc_state_release(s);
+    if (stray_bytes > 0) {
+        q->strays = ptc_xmalloc(stray_bytes);
+        for (size_t i = 0; i < q->n; i++) {
+            if (q->names[i] != NULL)
+                continue;
+            size_t len = strlen(ev->proxies[i]) + 1;
+            memcpy(q->strays + at, ev->proxies[i], len);
+            q->names[i] = q->strays + at;
+            at += len;
+        }
+    }
+    enqueue(c, q);
 }
 
 static void on_address(void *arg, const char *host, unsigned port, bool healthy)
@@ -155,30 +189,36 @@ static void on_passive(void *arg, const char *host, unsigned port, const char *r
 
 /* ---- the recorder thread ---------------------------------------------------------- */
 
-static void free_pending(pending *p)
-{
-    while (p) {
-        pending *next = p->next;
-        free((char *)p->e.correlation_id);
-        free((char *)p->e.droplet_name);
-        free((char *)p->e.domain);
-        free((char *)p->e.error_code);
-        free((char *)p->e.detail);
-        free(p);
-        p = next;
-    }
-}
-
-/* Writes the batch in transactions of up to 256 entries. */
+/* Writes one row per proxy of each transition, in transactions of up to
+ * 256 rows. */
 static void write_audit(ptc_api_checks *c, pending *p)
 {
     ptc_audit_entry batch[256];
+    size_t n = 0, i = 0;
     while (p) {
-        size_t n = 0;
-        for (; p && n < PTC_ARRAY_LEN(batch); p = p->next)
-            batch[n++] = p->e;
-        if (ptc_store_audit_append_many(c->api->store, batch, n) != 0)
-            ptc_log_error("audit entries lost", PTC_LS("action", "health.transition"), PTC_LI("entries", n));
+        if (i < p->n) {
+            batch[n++] = (ptc_audit_entry){
+                .ts = p->ts,
+                .correlation_id = p->correlation_id,
+                .actor = "health-check",
+                .action = "health.transition",
+                .droplet_name = p->names[i],
+                .domain = p->domains[i],
+                .result = "success",
+                .error_code = p->unhealthy ? "UPSTREAM_UNHEALTHY" : NULL,
+                .detail = p->detail,
+            };
+            i++;
+        } else {
+            p = p->next;
+            i = 0;
+        }
+        if (n > 0 && (n == PTC_ARRAY_LEN(batch) || p == NULL)) {
+            if (ptc_store_audit_append_many(c->api->store, batch, n) != 0)
+                ptc_log_error("audit entries lost", PTC_LS("action", "health.transition"),
+                              PTC_LI("entries", n));
+            n = 0;
+        }
     }
 }
 
@@ -288,6 +328,7 @@ static void *record(void *arg)
             save(c);
         if (engine_due)
             engine_apply(c);
+        atomic_fetch_add(&c->api->activity, 1);
         pthread_mutex_lock(&c->lock);
     }
     pthread_mutex_unlock(&c->lock);

@@ -109,9 +109,9 @@ const char *ptc_call_query(ptc_call *c, const char *name)
     return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-uint64_t ptc_api_changes(ptc_api *api)
+uint64_t ptc_api_activity(ptc_api *api)
 {
-    return atomic_load(&api->changes);
+    return atomic_load(&api->activity);
 }
 
 const ptc_state *ptc_api_state(ptc_api *api)

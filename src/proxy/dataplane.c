@@ -462,6 +462,12 @@ uint64_t ptc_dataplane_publish(ptc_dataplane *dp, ptc_dp_snapshot *snap)
     return gen;
 }
 
+void ptc_dataplane_collect(ptc_dataplane *dp)
+{
+    (void)dp;
+    ptc_snap_reap();
+}
+
 void ptc_dataplane_stop(ptc_dataplane *dp, unsigned drain_ms)
 {
     if (!dp->started || dp->stopped)
