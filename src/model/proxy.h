@@ -36,13 +36,15 @@ typedef struct ptc_health_check {
 typedef enum ptc_proxy_source { PTC_SOURCE_API, PTC_SOURCE_REGISTRY } ptc_proxy_source;
 
 typedef struct ptc_proxy {
+    /* Fields ordered so that no padding is left: 10,000 proxies are held. */
     atomic_int refs;
+    ptc_proxy_source source;
     char *name;
     char *domain;      /* lower-case; may start with "*." */
     char *path_prefix; /* "/" or without trailing slash */
-    bool strip_prefix;
     ptc_upstream *upstreams;
     size_t n_upstreams;
+    bool strip_prefix;
     bool require_healthy;
     bool enable_ssl;
     bool websocket;
@@ -50,7 +52,6 @@ typedef struct ptc_proxy {
     bool dns;
     uint64_t max_body_size; /* 0: the max_body_size setting */
     ptc_health_check health_check;
-    ptc_proxy_source source;
     int64_t created_at; /* ms since the epoch */
     int64_t updated_at;
     int64_t revision; /* revision that last changed it */

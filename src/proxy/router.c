@@ -30,7 +30,7 @@ struct ptc_router {
     host *hosts;
     uint32_t n_hosts;
     uint32_t *exact, *wild; /* host index + 1; 0 is an empty slot */
-    uint32_t mask;
+    uint32_t exact_mask, wild_mask;
     prefix *routes;
 };
 
@@ -44,10 +44,20 @@ static uint64_t hash_bytes(const char *p, size_t n)
     return h ^ (h >> 29);
 }
 
-static uint32_t *find_slot(const ptc_router *r, uint32_t *tab, const char *name, size_t len, uint64_t hash)
+/* A table of at least twice as many slots as names, a power of two. */
+static uint32_t table_mask(size_t n)
+{
+    uint32_t cap = 16;
+    while (cap < 2 * n + 2)
+        cap *= 2;
+    return cap - 1;
+}
+
+static uint32_t *find_slot(const ptc_router *r, uint32_t *tab, uint32_t mask, const char *name, size_t len,
+                           uint64_t hash)
 {
     for (uint64_t i = hash;; i++) {
-        uint32_t *slot = &tab[i & r->mask];
+        uint32_t *slot = &tab[i & mask];
         if (*slot == 0)
             return slot;
         const host *h = &r->hosts[*slot - 1];
@@ -59,12 +69,13 @@ static uint32_t *find_slot(const ptc_router *r, uint32_t *tab, const char *name,
 ptc_router *ptc_router_build(const ptc_router_entry *entries, size_t n)
 {
     ptc_router *r = ptc_xcalloc(1, sizeof(*r));
-    uint32_t cap = 16;
-    while (cap < 2 * n + 2)
-        cap *= 2;
-    r->mask = cap - 1;
-    r->exact = ptc_xcalloc(cap, sizeof(uint32_t));
-    r->wild = ptc_xcalloc(cap, sizeof(uint32_t));
+    size_t n_wild = 0;
+    for (size_t i = 0; i < n; i++)
+        n_wild += entries[i].domain[0] == '*' && entries[i].domain[1] == '.';
+    r->exact_mask = table_mask(n - n_wild);
+    r->wild_mask = table_mask(n_wild);
+    r->exact = ptc_xcalloc(r->exact_mask + 1, sizeof(uint32_t));
+    r->wild = ptc_xcalloc(r->wild_mask + 1, sizeof(uint32_t));
     r->hosts = ptc_xcalloc(n ? n : 1, sizeof(host));
     r->routes = ptc_xcalloc(n ? n : 1, sizeof(prefix));
     uint32_t *host_of = ptc_xcalloc(n ? n : 1, sizeof(uint32_t));
@@ -76,7 +87,8 @@ ptc_router *ptc_router_build(const ptc_router_entry *entries, size_t n)
         const char *name = wild ? d + 2 : d;
         size_t len = strlen(name);
         uint64_t hash = hash_bytes(name, len);
-        uint32_t *slot = find_slot(r, wild ? r->wild : r->exact, name, len, hash);
+        uint32_t *slot = wild ? find_slot(r, r->wild, r->wild_mask, name, len, hash)
+                              : find_slot(r, r->exact, r->exact_mask, name, len, hash);
         if (*slot == 0) {
             r->hosts[r->n_hosts] = (host){.name = name, .len = (uint32_t)len, .hash = (uint32_t)hash};
             *slot = ++r->n_hosts;
@@ -149,8 +161,8 @@ int ptc_router_match(const ptc_router *r, ptc_str host_name, ptc_str path, size_
 {
     if (r->n_hosts == 0 || host_name.len == 0)
         return -1;
-    uint32_t *slot =
-        find_slot(r, r->exact, host_name.p, host_name.len, hash_bytes(host_name.p, host_name.len));
+    uint32_t *slot = find_slot(r, r->exact, r->exact_mask, host_name.p, host_name.len,
+                               hash_bytes(host_name.p, host_name.len));
     if (*slot != 0)
         return match_host(r, &r->hosts[*slot - 1], path, prefix_len);
     /* The longest wildcard suffix first: "a.b.c" tries "b.c", then "c". */
@@ -159,7 +171,7 @@ int ptc_router_match(const ptc_router *r, ptc_str host_name, ptc_str path, size_
             continue;
         const char *suffix = host_name.p + i + 1;
         size_t suffix_len = host_name.len - i - 1;
-        slot = find_slot(r, r->wild, suffix, suffix_len, hash_bytes(suffix, suffix_len));
+        slot = find_slot(r, r->wild, r->wild_mask, suffix, suffix_len, hash_bytes(suffix, suffix_len));
         if (*slot != 0)
             return match_host(r, &r->hosts[*slot - 1], path, prefix_len);
     }

@@ -304,6 +304,9 @@ static int sqlite_load_state(void *b, ptc_state **out)
     *out = ptc_state_from(proxies, np, certs, nc);
     (*out)->revision = rev;
     np = nc = 0;
+    /* The rows live in the state now: give back the pages read to get
+     * them (up to the cache's 512 KiB); changes bring back what they use. */
+    sqlite3_db_release_memory(s->db);
 out:
     for (size_t i = 0; i < np; i++)
         ptc_proxy_release(proxies[i]);

@@ -75,6 +75,31 @@ def test_traffic_leaves_a_failing_upstream_and_comes_back(portico, upstream, eng
                for d in details)
 
 
+def test_one_transition_is_audited_for_every_proxy_behind_the_upstream(portico, upstream):
+    """Three proxies share an upstream: its fall is one transition, recorded
+    once per proxy with that proxy's name and domain and one correlation
+    id."""
+    p = portico()
+    u = upstream("shared")
+    for name in ("a", "b", "c"):
+        body = {"domain": f"{name}.shared.example.com", "upstream_host": "127.0.0.1", "upstream_port": u.port,
+                "health_check": FAST}
+        assert p.put_proxy(name, body).status == 201
+    wait_until(lambda: upstream_states(p, "c")[u.port] == "healthy", timeout=20, what="healthy")
+    u.healthy = False
+
+    def down_rows():
+        rows = [a for a in p.api("GET", "/audit").json
+                if a["action"] == "health.transition" and a["error_code"] == "UPSTREAM_UNHEALTHY"]
+        return rows if len(rows) >= 3 else None
+
+    rows = wait_until(down_rows, timeout=20, what="three audit rows")
+    assert sorted((a["droplet_name"], a["domain"]) for a in rows) == [
+        ("a", "a.shared.example.com"), ("b", "b.shared.example.com"), ("c", "c.shared.example.com")]
+    assert len({a["correlation_id"] for a in rows}) == 1
+    assert all(a["actor"] == "health-check" and json.loads(a["detail"])["to"] == "unhealthy" for a in rows)
+
+
 def test_no_healthy_upstream(portico, upstream, engine):
     p = portico(engine=engine)
     up = upstream("only")
