@@ -2,7 +2,6 @@
 #include "http/fields.h"
 
 #include <string.h>
-#include <strings.h>
 
 static bool ows(char c)
 {
@@ -22,7 +21,7 @@ static bool list_has(const char *v, size_t n, const char *tok, size_t toklen)
             start++;
         while (e > start && ows(v[e - 1]))
             e--;
-        if (e - start == toklen && toklen > 0 && strncasecmp(v + start, tok, toklen) == 0)
+        if (e - start == toklen && toklen > 0 && ptc_ascii_ieq(v + start, tok, toklen))
             return true;
     }
     return false;

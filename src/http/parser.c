@@ -657,7 +657,7 @@ const ptc_http_header *ptc_http_find_header(const ptc_http_header *h, size_t n, 
 {
     size_t len = strlen(name);
     for (size_t i = 0; i < n; i++)
-        if (h[i].name.len == len && strncasecmp(h[i].name.p, name, len) == 0)
+        if (h[i].name.len == len && ptc_ascii_ieq(h[i].name.p, name, len))
             return &h[i];
     return NULL;
 }

@@ -3,6 +3,7 @@
 #include "core/buf.h"
 #include "core/mem.h"
 #include "core/proc.h"
+#include "core/str.h"
 #include "core/util.h"
 #include "testlib.h"
 
@@ -10,6 +11,8 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -239,6 +242,33 @@ static void test_utf8(void)
     ptc_buf_free(&b);
 }
 
+/* ASCII case folding only: letters match across case, nothing else does
+ * (bytes that differ only in bit 0x20 but are not letters stay apart). */
+static void test_ascii_ieq(void)
+{
+    CHECK(ptc_ascii_ieq("Content-Length", "content-length", 14));
+    CHECK(ptc_ascii_ieq("X-REQUEST-ID", "x-request-id", 12));
+    CHECK(ptc_ascii_ieq("", "", 0));
+    CHECK(!ptc_ascii_ieq("Host", "Hosz", 4));
+    CHECK(!ptc_ascii_ieq("@", "`", 1));
+    CHECK(!ptc_ascii_ieq("[", "{", 1));
+    CHECK(!ptc_ascii_ieq("\r", "-", 1));
+    CHECK(!ptc_ascii_ieq("\x10", "0", 1));
+    CHECK(!ptc_ascii_ieq("\xc9", "\xe9", 1)); /* not ASCII: no folding */
+    CHECK(ptc_str_ieq(PTC_STR_LIT("Connection"), "connection"));
+    CHECK(!ptc_str_ieq(PTC_STR_LIT("Connectio"), "connection"));
+    /* Every pair of bytes agrees with strncasecmp in the C locale. */
+    for (int a = 0; a < 256; a++) {
+        for (int b = 0; b < 256; b++) {
+            char x = (char)a, y = (char)b;
+            if (ptc_ascii_ieq(&x, &y, 1) != (strncasecmp(&x, &y, 1) == 0)) {
+                CHECK(false);
+                return;
+            }
+        }
+    }
+}
+
 int main(void)
 {
     RUN(test_atomic_write_and_read);
@@ -246,6 +276,7 @@ int main(void)
     RUN(test_cmd_split);
     RUN(test_json_escape_and_time);
     RUN(test_utf8);
+    RUN(test_ascii_ieq);
     RUN(test_time_and_numbers);
     RUN(test_proc_stop_all);
     TEST_EXIT();
