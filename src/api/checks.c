@@ -85,9 +85,11 @@ static void free_pending(pending *p)
 static void enqueue(ptc_api_checks *c, pending *p)
 {
     pthread_mutex_lock(&c->lock);
-    if (c->n_pending + p->n > QUEUE_MAX) {
+    if (c->n_pending > 0 && c->n_pending + p->n > QUEUE_MAX) {
         /* A storm the disk cannot keep up with: count what is lost rather
-         * than grow without bound. */
+         * than grow without bound.  A transition is kept or dropped whole;
+         * one with more proxies than the bound still goes into an empty
+         * queue (it costs two pointers per proxy). */
         c->dropped += p->n;
         pthread_mutex_unlock(&c->lock);
         free_pending(p);
