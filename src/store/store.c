@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ struct ptc_store {
     const ptc_store_ops *ops;
     void *backend;
     pthread_mutex_t lock; /* one call at a time: backends keep one connection */
+    atomic_uint_fast64_t own_writes; /* successful commit, cert_put, cert_delete */
 };
 
 ptc_store *ptc_store_open(const char *spec, const char *state_dir, char *err, size_t errlen)
@@ -81,9 +83,21 @@ int ptc_store_next_revision(ptc_store *st, int64_t *number)
     LOCKED(st, st->ops->next_revision(st->backend, number));
 }
 
+/* Runs one backend call that writes the desired state: a success counts
+ * in own_writes. */
+#define LOCKED_WRITE(st, call)                                                                               \
+    do {                                                                                                     \
+        pthread_mutex_lock(&(st)->lock);                                                                     \
+        int rc_ = (call);                                                                                    \
+        if (rc_ == 0)                                                                                        \
+            atomic_fetch_add(&(st)->own_writes, 1);                                                          \
+        pthread_mutex_unlock(&(st)->lock);                                                                   \
+        return rc_;                                                                                          \
+    } while (0)
+
 int ptc_store_commit(ptc_store *st, const ptc_state *prev, const ptc_state *next, const ptc_revision *meta)
 {
-    LOCKED(st, st->ops->commit(st->backend, prev, next, meta));
+    LOCKED_WRITE(st, st->ops->commit(st->backend, prev, next, meta));
 }
 
 int ptc_store_state_at(ptc_store *st, int64_t n, ptc_state **out)
@@ -98,12 +112,12 @@ int ptc_store_revisions(ptc_store *st, size_t limit, ptc_revision_list *out)
 
 int ptc_store_cert_put(ptc_store *st, const ptc_cert *c)
 {
-    LOCKED(st, st->ops->cert_put(st->backend, c));
+    LOCKED_WRITE(st, st->ops->cert_put(st->backend, c));
 }
 
 int ptc_store_cert_delete(ptc_store *st, const char *domain)
 {
-    LOCKED(st, st->ops->cert_delete(st->backend, domain));
+    LOCKED_WRITE(st, st->ops->cert_delete(st->backend, domain));
 }
 
 int ptc_store_audit_append(ptc_store *st, const ptc_audit_entry *e)
@@ -150,6 +164,16 @@ int ptc_store_kv_set(ptc_store *st, const char *key, const char *value)
 int ptc_store_schema_version(ptc_store *st)
 {
     LOCKED(st, st->ops->schema_version(st->backend));
+}
+
+int ptc_store_generation(ptc_store *st, int64_t *gen)
+{
+    LOCKED(st, st->ops->generation(st->backend, gen));
+}
+
+uint64_t ptc_store_own_writes(ptc_store *st)
+{
+    return atomic_load(&st->own_writes);
 }
 
 int ptc_store_ports_list(ptc_store *st, const char *owner, bool with_released, ptc_port_list *out)

@@ -177,4 +177,16 @@ int ptc_store_dns_delete(ptc_store *st, const char *name, const char *type);
 /* The schema version the store is at (for the health endpoint and tests). */
 int ptc_store_schema_version(ptc_store *st);
 
+/* ---- nodes sharing one store ---- */
+
+/* The desired state's write counter: every commit and certificate put or
+ * delete adds one to it, in the same transaction, whichever portico node
+ * wrote.  A node whose state was read at generation g is current while
+ * the store still says g. */
+int ptc_store_generation(ptc_store *st, int64_t *gen);
+/* How many of those writes this process made (succeeded) so far: a node
+ * that saw the generation go from g0 to g1 while it made exactly g1 - g0
+ * of them knows nobody else wrote in between.  Never blocks. */
+uint64_t ptc_store_own_writes(ptc_store *st);
+
 #endif

@@ -50,11 +50,15 @@ static const char *const migrations[] = {
     "CREATE TABLE dns_records ("
     "  name TEXT NOT NULL, type TEXT NOT NULL, value TEXT NOT NULL, ttl INTEGER NOT NULL,"
     "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (name, type));",
+    /* 3: the desired state's write counter (ptc_store_generation), one row
+     * that every commit and certificate write adds one to. */
+    "CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);"
+    "INSERT INTO generation (id, value) VALUES (1, 0);",
 };
 
 /* The statements of a change's hot path, prepared once (parsing them on
  * every change cost more than running them). */
-#define KEPT_MAX 8
+#define KEPT_MAX 12
 
 typedef struct sqlite_store {
     sqlite3 *db;
@@ -123,6 +127,17 @@ static void put_back(sqlite_store *s, sqlite3_stmt *st)
         }
     }
     sqlite3_finalize(st);
+}
+
+/* Adds one to the generation, inside the caller's transaction. */
+static int bump_generation(sqlite_store *s)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare_kept(s, "UPDATE generation SET value = value + 1 WHERE id = 1", &st);
+    if (rc == 0 && sqlite3_step(st) != SQLITE_DONE)
+        rc = db_error(s, "bump generation");
+    put_back(s, st);
+    return rc;
 }
 
 static int user_version(sqlite_store *s)
@@ -459,6 +474,8 @@ static int sqlite_commit(void *b, const ptc_state *prev, const ptc_state *next, 
     if (meta->audit_id != 0 &&
         (rc = finish_audit(s, meta->audit_id, "success", NULL, meta->audit_detail)) != 0)
         goto out;
+    if ((rc = bump_generation(s)) != 0)
+        goto out;
     rc = exec(s, "COMMIT");
 out:
     put_back(s, up);
@@ -549,16 +566,27 @@ static int sqlite_cert_put(void *b, const ptc_cert *c)
     sqlite3_stmt *st = NULL;
     json_t *j = ptc_cert_to_stored(c);
     char *data = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-    int rc =
-        prepare(s, "INSERT OR REPLACE INTO certificates (domain, data, updated_at) VALUES (?, ?, ?)", &st);
-    if (rc == 0) {
-        sqlite3_bind_text(st, 1, c->domain, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, data, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, c->updated_at);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = db_error(s, "write certificate");
+    int rc;
+
+    if ((rc = exec(s, "BEGIN IMMEDIATE")) != 0)
+        goto out;
+    if ((rc = prepare(s, "INSERT OR REPLACE INTO certificates (domain, data, updated_at) VALUES (?, ?, ?)",
+                      &st)) != 0)
+        goto out;
+    sqlite3_bind_text(st, 1, c->domain, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, data, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, c->updated_at);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = db_error(s, "write certificate");
+        goto out;
     }
+    if ((rc = bump_generation(s)) != 0)
+        goto out;
+    rc = exec(s, "COMMIT");
+out:
     sqlite3_finalize(st);
+    if (rc != 0)
+        exec(s, "ROLLBACK");
     free(data);
     json_decref(j);
     return rc;
@@ -568,15 +596,28 @@ static int sqlite_cert_delete(void *b, const char *domain)
 {
     sqlite_store *s = b;
     sqlite3_stmt *st = NULL;
-    int rc = prepare(s, "DELETE FROM certificates WHERE domain = ?", &st);
-    if (rc == 0) {
-        sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = db_error(s, "delete certificate");
-        else if (sqlite3_changes(s->db) == 0)
-            rc = -ENOENT;
+    int rc;
+
+    if ((rc = exec(s, "BEGIN IMMEDIATE")) != 0)
+        goto out;
+    if ((rc = prepare(s, "DELETE FROM certificates WHERE domain = ?", &st)) != 0)
+        goto out;
+    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = db_error(s, "delete certificate");
+        goto out;
     }
+    if (sqlite3_changes(s->db) == 0) {
+        rc = -ENOENT;
+        goto out;
+    }
+    if ((rc = bump_generation(s)) != 0)
+        goto out;
+    rc = exec(s, "COMMIT");
+out:
     sqlite3_finalize(st);
+    if (rc != 0)
+        exec(s, "ROLLBACK");
     return rc;
 }
 
@@ -733,6 +774,21 @@ static int sqlite_kv_set(void *b, const char *key, const char *value)
 static int sqlite_schema_version(void *b)
 {
     return user_version(b);
+}
+
+static int sqlite_generation(void *b, int64_t *gen)
+{
+    sqlite_store *s = b;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare_kept(s, "SELECT value FROM generation WHERE id = 1", &st);
+    if (rc == 0) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            *gen = sqlite3_column_int64(st, 0);
+        else
+            rc = db_error(s, "read generation");
+    }
+    put_back(s, st);
+    return rc;
 }
 
 static int sqlite_ports_list(void *b, const char *owner, bool with_released, ptc_port_list *out)
@@ -909,6 +965,7 @@ const ptc_store_ops ptc_store_sqlite_ops = {
     .kv_get = sqlite_kv_get,
     .kv_set = sqlite_kv_set,
     .schema_version = sqlite_schema_version,
+    .generation = sqlite_generation,
     .ports_list = sqlite_ports_list,
     .port_insert = sqlite_port_insert,
     .ports_release = sqlite_ports_release,

@@ -24,6 +24,24 @@ static ptc_proxy *mk(const char *name, const char *domain, unsigned port)
     return p;
 }
 
+/* A certificate record as the store keeps it (not a real certificate). */
+static ptc_cert *mk_cert(const char *domain)
+{
+    ptc_cert *c = ptc_cert_new();
+    c->domain = strdup(domain);
+    c->cert_pem = strdup("-----BEGIN CERTIFICATE-----\n");
+    c->key_pem = strdup("-----BEGIN PRIVATE KEY-----\n");
+    c->source = strdup("uploaded");
+    c->issuer = strdup("CN=test");
+    c->subject = ptc_xasprintf("CN=%s", domain);
+    c->fingerprint = strdup("00");
+    c->sans = calloc(1, sizeof(char *));
+    c->sans[0] = strdup(domain);
+    c->n_sans = 1;
+    c->not_after = 123;
+    return c;
+}
+
 static int64_t commit(ptc_store *st, const ptc_state *prev, const ptc_state *next, const char *summary)
 {
     int64_t rev = 0;
@@ -45,7 +63,7 @@ static void test_store_lifecycle(void)
     CHECK(mkdtemp(dir) != NULL);
     ptc_store *st = ptc_store_open("", dir, err, sizeof(err));
     CHECK(st != NULL);
-    CHECK_INT(ptc_store_schema_version(st), 2);
+    CHECK_INT(ptc_store_schema_version(st), 3);
 
     char *db = ptc_path_join(dir, "portico.db");
     struct stat sb;
@@ -140,18 +158,7 @@ static void test_store_lifecycle(void)
     ptc_audit_list_free(&al);
     ptc_state_release(s4);
 
-    ptc_cert *c = ptc_cert_new();
-    c->domain = strdup("b.com");
-    c->cert_pem = strdup("-----BEGIN CERTIFICATE-----\n");
-    c->key_pem = strdup("-----BEGIN PRIVATE KEY-----\n");
-    c->source = strdup("uploaded");
-    c->issuer = strdup("CN=test");
-    c->subject = strdup("CN=b.com");
-    c->fingerprint = strdup("00");
-    c->sans = calloc(1, sizeof(char *));
-    c->sans[0] = strdup("b.com");
-    c->n_sans = 1;
-    c->not_after = 123;
+    ptc_cert *c = mk_cert("b.com");
     CHECK_INT(ptc_store_cert_put(st, c), 0);
     ptc_cert_release(c);
 
@@ -192,6 +199,54 @@ static void test_store_lifecycle(void)
     free(shm);
     rmdir(dir);
     free(db);
+}
+
+/* Two nodes on one store: the generation moves with every commit and
+ * certificate write of either, and each counts only its own writes. */
+static void test_generation(void)
+{
+    char dir[] = "/tmp/portico-store-XXXXXX";
+    char err[256];
+    int64_t g = -1, g2 = -1;
+    CHECK(mkdtemp(dir) != NULL);
+    ptc_store *a = ptc_store_open("", dir, err, sizeof(err));
+    ptc_store *b = ptc_store_open("", dir, err, sizeof(err));
+    CHECK(a != NULL && b != NULL);
+    CHECK_INT(ptc_store_generation(a, &g), 0);
+    CHECK_INT(g, 0);
+
+    ptc_state *s0 = ptc_state_new();
+    ptc_state *s1 = ptc_state_put_proxy(s0, mk("a", "a.com", 1));
+    commit(a, s0, s1, "put a");
+    CHECK_INT(ptc_store_generation(b, &g), 0);
+    CHECK_INT(g, 1);
+
+    ptc_cert *c = mk_cert("a.com");
+    CHECK_INT(ptc_store_cert_put(b, c), 0);
+    ptc_cert_release(c);
+    CHECK_INT(ptc_store_generation(a, &g), 0);
+    CHECK_INT(g, 2);
+    /* A failed write moves nothing. */
+    CHECK_INT(ptc_store_cert_delete(a, "nope.com"), -ENOENT);
+    ptc_revision taken = {.number = 1, .ts = 1, .summary = "dup"};
+    CHECK_INT(ptc_store_commit(b, s0, s1, &taken), -EEXIST);
+    CHECK_INT(ptc_store_cert_delete(a, "a.com"), 0);
+    CHECK_INT(ptc_store_generation(b, &g2), 0);
+    CHECK_INT(g2, 3);
+    CHECK_INT(ptc_store_own_writes(a), 2);
+    CHECK_INT(ptc_store_own_writes(b), 1);
+
+    ptc_state_release(s0);
+    ptc_state_release(s1);
+    ptc_store_close(a);
+    ptc_store_close(b);
+    char *cmd[] = {"portico.db", "portico.db-wal", "portico.db-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char *f = ptc_path_join(dir, cmd[i]);
+        unlink(f);
+        free(f);
+    }
+    rmdir(dir);
 }
 
 /* Many audit entries in one transaction, in order, after single ones. */
@@ -251,6 +306,7 @@ int main(void)
 {
     RUN(test_store_lifecycle);
     RUN(test_audit_many);
+    RUN(test_generation);
     RUN(test_bad_specs);
     TEST_EXIT();
 }
