@@ -25,14 +25,16 @@ struct ptc_api {
     struct MHD_Daemon *daemon;
     char *token; /* NULL: no authentication */
     int64_t started_at;
-    pthread_mutex_t apply_lock;    /* one change at a time, held from reading the state to committing */
-    pthread_mutex_t state_lock;    /* guards the state pointer only (held for a retain) */
-    const ptc_state *state;        /* the committed desired state, as the engine serves it */
-    atomic_uint_fast64_t activity; /* see ptc_api_activity */
-    struct ptc_api_ssl *ssl;       /* ACME issuances in progress and the renewal scheduler (ssl.c) */
-    struct ptc_api_checks *checks; /* active health checks and what follows them (checks.c) */
-    struct ptc_api_sync *sync;     /* registry sync (sync.c) */
-    ptc_ports *ports;              /* the port allocator (seed 003) */
+    pthread_mutex_t apply_lock;      /* one change at a time, held from reading the state to committing */
+    pthread_mutex_t state_lock;      /* guards the state pointer only (held for a retain) */
+    const ptc_state *state;          /* the committed desired state, as the engine serves it */
+    int64_t generation;              /* the store generation state reflects (under apply_lock) */
+    struct ptc_api_follower *follow; /* the look for other nodes' changes (follow.c) */
+    atomic_uint_fast64_t activity;   /* see ptc_api_activity */
+    struct ptc_api_ssl *ssl;         /* ACME issuances in progress and the renewal scheduler (ssl.c) */
+    struct ptc_api_checks *checks;   /* active health checks and what follows them (checks.c) */
+    struct ptc_api_sync *sync;       /* registry sync (sync.c) */
+    ptc_ports *ports;                /* the port allocator (seed 003) */
     /* DNS (seed 004): the zone is rebuilt from the store's records and the
      * state's proxies after every change, under dns_lock so that the last
      * rebuild always sees the last change. */
@@ -135,6 +137,18 @@ typedef enum ptc_apply_status {
  * another change may have altered meanwhile).  On an engine or store
  * failure the call is answered with the error.  Blocks. */
 ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, const ptc_state **next);
+
+/* Nodes sharing one store: when the store's generation moved past the
+ * one api->state reflects (another node committed), reads the state
+ * again and applies what differs to the engine, then publishes it (no
+ * verify, no commit, no audit: the writing node did those).  Also run at
+ * the start of every ptc_api_apply.  Returns 0 or -errno.  Blocks. */
+int ptc_api_follow(ptc_api *api);
+/* The thread that calls ptc_api_follow every store_poll_interval_ms (none
+ * when 0).  Returns 0 or -errno with the reason in err. */
+int ptc_api_follow_start(ptc_api *api, char *err, size_t errlen);
+/* Stops and frees it.  Blocks until a look in progress ends; NULL-safe. */
+void ptc_api_follow_stop(ptc_api *api);
 
 /* Health gating (DESIGN §2.1): when p->require_healthy, probes every
  * upstream's health path; answers 503 UPSTREAM_UNHEALTHY (with each

@@ -6,6 +6,7 @@
 #include "api/api_internal.h"
 
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/util.h"
 #include "discovery/probe.h"
 
@@ -63,6 +64,126 @@ static void engine_apply(ptc_api *api, const ptc_state *from, const ptc_state *t
     api->engine->ops->apply(api->engine, &req, res);
 }
 
+/* ---- another node's changes ---------------------------------------------------------- */
+
+/* Whether two stored forms say the same thing (created, updated and
+ * source included: what the API shows must follow too). */
+static bool proxy_same(const ptc_proxy *a, const ptc_proxy *b)
+{
+    json_t *ja = ptc_proxy_to_stored(a), *jb = ptc_proxy_to_stored(b);
+    bool same = json_equal(ja, jb);
+    json_decref(ja);
+    json_decref(jb);
+    return same;
+}
+
+static bool cert_same(const ptc_cert *a, const ptc_cert *b)
+{
+    json_t *ja = ptc_cert_to_stored(a), *jb = ptc_cert_to_stored(b);
+    bool same = json_equal(ja, jb);
+    json_decref(ja);
+    json_decref(jb);
+    return same;
+}
+
+/* stored, with every proxy and certificate that cur holds unchanged
+ * replaced by cur's own object: engines see as changed only what another
+ * node changed.  *changed tells whether anything differs from cur. */
+static ptc_state *share_unchanged(const ptc_state *cur, const ptc_state *stored, bool *changed)
+{
+    ptc_proxy **proxies = ptc_xcalloc(stored->n_proxies + 1, sizeof(*proxies));
+    ptc_cert **certs = ptc_xcalloc(stored->n_certs + 1, sizeof(*certs));
+    size_t kept = 0;
+
+    for (size_t i = 0; i < stored->n_proxies; i++) {
+        const ptc_proxy *p = stored->proxies[i], *mine = ptc_state_proxy(cur, p->name);
+        bool same = mine != NULL && proxy_same(mine, p);
+        proxies[i] = ptc_proxy_retain(same ? mine : p);
+        kept += same;
+    }
+    for (size_t i = 0; i < stored->n_certs; i++) {
+        const ptc_cert *ct = stored->certs[i], *mine = ptc_state_cert(cur, ct->domain);
+        bool same = mine != NULL && cert_same(mine, ct);
+        certs[i] = ptc_cert_retain(same ? mine : ct);
+        kept += same;
+    }
+    *changed = kept != cur->n_proxies + cur->n_certs || stored->n_proxies + stored->n_certs != kept;
+    ptc_state *merged = ptc_state_from(proxies, stored->n_proxies, certs, stored->n_certs);
+    merged->revision = stored->revision;
+    free(proxies);
+    free(certs);
+    return merged;
+}
+
+/* Brings the engine and api->state to the store's state of generation
+ * gen, read again: another node changed it.  Runs under the apply lock;
+ * no verify and no commit (the writer did both).  Returns 0 or -errno. */
+static int follow_locked(ptc_api *api, int64_t gen)
+{
+    const ptc_state *cur = ptc_api_state(api);
+    ptc_state *stored = NULL, *merged = NULL;
+    ptc_apply_result res = {0};
+    bool changed = false;
+    int rc;
+
+    if ((rc = ptc_store_load_state(api->store, &stored)) != 0) {
+        ptc_log_error("cannot read the state another node changed", PTC_LI("generation", gen));
+        goto out;
+    }
+    merged = share_unchanged(cur, stored, &changed);
+    if (!changed) {
+        /* Our own writes, or a change undone since: only the number moves. */
+        if (merged->revision != cur->revision)
+            publish(api, merged);
+        api->generation = gen;
+        goto out;
+    }
+    engine_apply(api, cur, merged, NULL, &res);
+    if (res.code) {
+        /* Tried again at the next look, and logged each time: the engine
+         * serves this node's last state until then. */
+        ptc_log_error("the engine refused the state another node committed", PTC_LS("code", res.code),
+                      PTC_LS("message", res.message), PTC_LI("revision", merged->revision));
+        rc = -EIO;
+        goto out;
+    }
+    publish(api, merged);
+    ptc_api_ssl_changed(api);
+    api->generation = gen;
+    ptc_log_info("applied the state another node committed", PTC_LI("revision", merged->revision),
+                 PTC_LI("proxies", merged->n_proxies), PTC_LI("certificates", merged->n_certs));
+out:
+    ptc_apply_result_clear(&res);
+    ptc_state_release(merged);
+    ptc_state_release(stored);
+    ptc_state_release(cur);
+    return rc;
+}
+
+int ptc_api_follow(ptc_api *api)
+{
+    int64_t gen = 0;
+    int rc;
+    pthread_mutex_lock(&api->apply_lock);
+    if ((rc = ptc_store_generation(api->store, &gen)) == 0 && gen != api->generation)
+        rc = follow_locked(api, gen);
+    pthread_mutex_unlock(&api->apply_lock);
+    return rc;
+}
+
+/* After this process's writes of one change, begun at generation gen0
+ * with own0 writes made: when the generation moved by exactly our own
+ * writes, nobody else wrote in between and api->state is current. */
+static void count_own_writes(ptc_api *api, int64_t gen0, uint64_t own0)
+{
+    int64_t gen1 = 0;
+    uint64_t own = ptc_store_own_writes(api->store) - own0;
+    if (own == 0 || api->generation != gen0 || ptc_store_generation(api->store, &gen1) != 0)
+        return;
+    if ((uint64_t)(gen1 - gen0) == own)
+        api->generation = gen1;
+}
+
 ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, const ptc_state **next_out)
 {
     ptc_api *api = c->api;
@@ -75,6 +196,13 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
     *report = NULL;
     *next_out = NULL;
     pthread_mutex_lock(&api->apply_lock);
+    /* A change starts from the store's newest state: another node's
+     * change since the last look is applied first. */
+    int64_t gen0 = 0;
+    uint64_t own0 = ptc_store_own_writes(api->store);
+    bool gen_known = ptc_store_generation(api->store, &gen0) == 0;
+    if (gen_known && gen0 != api->generation)
+        follow_locked(api, gen0);
     cur = ptc_api_state(api);
     if ((rc = ptc_store_next_revision(api->store, &rev)) != 0) {
         ptc_call_error(c, 500, "STORE_FAILED", "the store cannot be read", NULL);
@@ -145,6 +273,8 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
     else
         ptc_api_audit_end(c, audit_id, chg->action, chg->droplet, chg->domain, "success", NULL, detail);
 out:
+    if (gen_known)
+        count_own_writes(api, gen0, own0);
     pthread_mutex_unlock(&api->apply_lock);
     ptc_apply_result_clear(&res);
     /* build() returned a reference of its own, also when it is cur. */

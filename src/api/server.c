@@ -563,6 +563,12 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
         ptc_log_warn("changes interrupted by the last stop are marked in the audit trail; the engine is "
                      "reconciled to the store",
                      PTC_LI("interrupted", interrupted));
+    /* Read before the state: a change another node makes in between is
+     * then seen as new at the first look, never missed. */
+    if ((rc = ptc_store_generation(store, &api->generation)) != 0) {
+        snprintf(err, errlen, "store: cannot read the state's generation (%s)", strerror(-rc));
+        goto fail;
+    }
     if ((rc = ptc_store_load_state(store, &state)) != 0) {
         snprintf(err, errlen, "store: cannot load the desired state (%s)", strerror(-rc));
         goto fail;
@@ -576,7 +582,8 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
     if (api->ports == NULL || ptc_api_dns_start(api, err, errlen) != 0)
         goto fail;
     if ((rc = ptc_api_checks_start(api, api->state, err, errlen)) != 0 ||
-        (rc = ptc_api_sync_start(api, err, errlen)) != 0)
+        (rc = ptc_api_sync_start(api, err, errlen)) != 0 ||
+        (rc = ptc_api_follow_start(api, err, errlen)) != 0)
         goto fail;
     /* Last before listening: a renewal due now applies at once, and an
      * apply needs everything above. */
@@ -617,6 +624,7 @@ void ptc_api_stop(ptc_api *api)
     /* Issuances in progress (API calls, the scheduler) give up first, so
      * that waiting for the calls in flight takes seconds, not minutes. */
     ptc_api_ssl_cancel(api);
+    ptc_api_follow_stop(api);
     /* The periodic sync may be applying: it ends before the checks it
      * feeds, and both before the state goes.  A sync called through the
      * API is cancelled here too, but what it uses is freed only once the

@@ -28,6 +28,9 @@
     X(STATE_DIR, state_dir, STR, "./var", "", 0, "folder for the store, certificates and generated files")   \
     X(STORE, store, STR, "", "", PTC_SETTING_SECRET,                                                         \
       "store location: empty for {state_dir}/portico.db, sqlite:PATH, or postgres://...")                    \
+    X(STORE_POLL_INTERVAL_MS, store_poll_interval_ms, INT, "2000", "0:3600000", 0,                           \
+      "how often portico looks for changes other nodes committed to a shared store; 0: only before a "       \
+      "change")                                                                                              \
     X(WORKERS, workers, INT, "0", "0:256", 0, "data-plane worker threads; 0: one per core")                  \
     X(TRUSTED_PROXIES, trusted_proxies, CIDRS, "", "", 0,                                                    \
       "peers whose X-Forwarded-* headers are kept and appended to")                                          \

@@ -16,7 +16,7 @@
 struct ptc_store {
     const ptc_store_ops *ops;
     void *backend;
-    pthread_mutex_t lock; /* one call at a time: backends keep one connection */
+    pthread_mutex_t lock;            /* one call at a time: backends keep one connection */
     atomic_uint_fast64_t own_writes; /* successful commit, cert_put, cert_delete */
 };
 
