@@ -144,6 +144,18 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
  * verify, no commit, no audit: the writing node did those).  Also run at
  * the start of every ptc_api_apply.  Returns 0 or -errno.  Blocks. */
 int ptc_api_follow(ptc_api *api);
+/* The bookkeeping of writes to the store made under the apply lock (a
+ * change, a DNS record): begin looks at the generation and first follows
+ * another node's change; end tells whether the generation moved by this
+ * process's writes alone, and then api->state is still current (else the
+ * next look reads the store again). */
+typedef struct ptc_api_writes {
+    int64_t gen0;
+    uint64_t own0;
+    bool known; /* gen0 could be read */
+} ptc_api_writes;
+void ptc_api_writes_begin(ptc_api *api, ptc_api_writes *w);
+void ptc_api_writes_end(ptc_api *api, const ptc_api_writes *w);
 /* The thread that calls ptc_api_follow every store_poll_interval_ms (none
  * when 0).  Returns 0 or -errno with the reason in err. */
 int ptc_api_follow_start(ptc_api *api, char *err, size_t errlen);

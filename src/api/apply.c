@@ -132,9 +132,12 @@ static int follow_locked(ptc_api *api, int64_t gen)
     }
     merged = share_unchanged(cur, stored, &changed);
     if (!changed) {
-        /* Our own writes, or a change undone since: only the number moves. */
+        /* DNS records only (the zone is rebuilt from the store), or a
+         * change undone since: no engine work. */
         if (merged->revision != cur->revision)
             publish(api, merged);
+        else
+            ptc_api_dns_refresh(api);
         api->generation = gen;
         goto out;
     }
@@ -171,16 +174,22 @@ int ptc_api_follow(ptc_api *api)
     return rc;
 }
 
-/* After this process's writes of one change, begun at generation gen0
- * with own0 writes made: when the generation moved by exactly our own
- * writes, nobody else wrote in between and api->state is current. */
-static void count_own_writes(ptc_api *api, int64_t gen0, uint64_t own0)
+void ptc_api_writes_begin(ptc_api *api, ptc_api_writes *w)
+{
+    w->own0 = ptc_store_own_writes(api->store);
+    w->known = ptc_store_generation(api->store, &w->gen0) == 0;
+    if (w->known && w->gen0 != api->generation)
+        follow_locked(api, w->gen0);
+}
+
+void ptc_api_writes_end(ptc_api *api, const ptc_api_writes *w)
 {
     int64_t gen1 = 0;
-    uint64_t own = ptc_store_own_writes(api->store) - own0;
-    if (own == 0 || api->generation != gen0 || ptc_store_generation(api->store, &gen1) != 0)
+    uint64_t own = ptc_store_own_writes(api->store) - w->own0;
+    if (!w->known || own == 0 || api->generation != w->gen0 || ptc_store_generation(api->store, &gen1) != 0)
         return;
-    if ((uint64_t)(gen1 - gen0) == own)
+    /* Moved by exactly our writes: nobody else wrote in between. */
+    if ((uint64_t)(gen1 - w->gen0) == own)
         api->generation = gen1;
 }
 
@@ -198,11 +207,8 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
     pthread_mutex_lock(&api->apply_lock);
     /* A change starts from the store's newest state: another node's
      * change since the last look is applied first. */
-    int64_t gen0 = 0;
-    uint64_t own0 = ptc_store_own_writes(api->store);
-    bool gen_known = ptc_store_generation(api->store, &gen0) == 0;
-    if (gen_known && gen0 != api->generation)
-        follow_locked(api, gen0);
+    ptc_api_writes writes;
+    ptc_api_writes_begin(api, &writes);
     cur = ptc_api_state(api);
     if ((rc = ptc_store_next_revision(api->store, &rev)) != 0) {
         ptc_call_error(c, 500, "STORE_FAILED", "the store cannot be read", NULL);
@@ -273,8 +279,7 @@ ptc_apply_status ptc_api_apply(ptc_call *c, ptc_change *chg, json_t **report, co
     else
         ptc_api_audit_end(c, audit_id, chg->action, chg->droplet, chg->domain, "success", NULL, detail);
 out:
-    if (gen_known)
-        count_own_writes(api, gen0, own0);
+    ptc_api_writes_end(api, &writes);
     pthread_mutex_unlock(&api->apply_lock);
     ptc_apply_result_clear(&res);
     /* build() returned a reference of its own, also when it is cur. */

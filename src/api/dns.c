@@ -324,10 +324,13 @@ void ptc_api_dns_record_put(ptc_call *c)
     if (z == NULL || !name_param(c, ptc_dns_zone_name(z), "name", c->params[0], name, sizeof(name)) ||
         (body = ptc_call_json_body(c, false)) == NULL || !read_record_body(c, body, &r, canon, sizeof(canon)))
         goto fail;
+    ptc_api_writes writes;
     pthread_mutex_lock(&api->apply_lock);
+    ptc_api_writes_begin(api, &writes);
     rc = write_record(api, &r, &outcome);
     if (rc == 0 && outcome != PUT_UNCHANGED)
         ptc_api_dns_refresh(api);
+    ptc_api_writes_end(api, &writes);
     pthread_mutex_unlock(&api->apply_lock);
     if (rc != 0) {
         ptc_call_error(c, 500, "STORE_FAILED", "the record could not be written", NULL);
@@ -368,10 +371,13 @@ void ptc_api_dns_record_delete(ptc_call *c)
         if (strcmp(e[i].name, name) == 0 && strcmp(e[i].source, "api") == 0 &&
             (!type || strcmp(type, e[i].type) == 0))
             json_array_append_new(deleted, json_string(e[i].type));
+    ptc_api_writes writes;
     pthread_mutex_lock(&api->apply_lock);
+    ptc_api_writes_begin(api, &writes);
     rc = ptc_store_dns_delete(api->store, name, type);
     if (rc == 0)
         ptc_api_dns_refresh(api);
+    ptc_api_writes_end(api, &writes);
     pthread_mutex_unlock(&api->apply_lock);
     if (rc == -ENOENT) {
         json_t *details = json_pack("{s:s}", "name", name);

@@ -17,7 +17,7 @@ struct ptc_store {
     const ptc_store_ops *ops;
     void *backend;
     pthread_mutex_t lock;            /* one call at a time: backends keep one connection */
-    atomic_uint_fast64_t own_writes; /* successful commit, cert_put, cert_delete */
+    atomic_uint_fast64_t own_writes; /* successful writes that move the generation */
 };
 
 ptc_store *ptc_store_open(const char *spec, const char *state_dir, char *err, size_t errlen)
@@ -198,12 +198,12 @@ int ptc_store_dns_list(ptc_store *st, ptc_dns_record_list *out)
 
 int ptc_store_dns_put(ptc_store *st, const ptc_dns_record *r)
 {
-    LOCKED(st, st->ops->dns_put(st->backend, r));
+    LOCKED_WRITE(st, st->ops->dns_put(st->backend, r));
 }
 
 int ptc_store_dns_delete(ptc_store *st, const char *name, const char *type)
 {
-    LOCKED(st, st->ops->dns_delete(st->backend, name, type));
+    LOCKED_WRITE(st, st->ops->dns_delete(st->backend, name, type));
 }
 
 void ptc_port_list_free(ptc_port_list *l)

@@ -179,9 +179,9 @@ int ptc_store_schema_version(ptc_store *st);
 
 /* ---- nodes sharing one store ---- */
 
-/* The desired state's write counter: every commit and certificate put or
- * delete adds one to it, in the same transaction, whichever portico node
- * wrote.  A node whose state was read at generation g is current while
+/* The desired state's write counter: every commit, certificate put or
+ * delete and DNS record put or delete adds one to it, in the same
+ * transaction, whichever portico node wrote.  A node whose state was read at generation g is current while
  * the store still says g. */
 int ptc_store_generation(ptc_store *st, int64_t *gen);
 /* How many of those writes this process made (succeeded) so far: a node

@@ -24,7 +24,8 @@ typedef struct ptc_store_ops {
     int (*kv_set)(void *b, const char *key, const char *value);
     int (*schema_version)(void *b);
     /* The desired state's write counter (see ptc_store_generation): commit,
-     * cert_put and cert_delete each add one to it in their own transaction. */
+     * cert_put, cert_delete, dns_put and dns_delete each add one to it in
+     * their own transaction, on success only. */
     int (*generation)(void *b, int64_t *gen);
     int (*ports_list)(void *b, const char *owner, bool with_released, ptc_port_list *out);
     int (*port_insert)(void *b, unsigned port, const char *owner, unsigned internal_port, int64_t ts);

@@ -51,7 +51,7 @@ static const char *const migrations[] = {
     "  name TEXT NOT NULL, type TEXT NOT NULL, value TEXT NOT NULL, ttl INTEGER NOT NULL,"
     "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (name, type));",
     /* 3: the desired state's write counter (ptc_store_generation), one row
-     * that every commit and certificate write adds one to. */
+     * that every commit, certificate write and DNS record write adds one to. */
     "CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);"
     "INSERT INTO generation (id, value) VALUES (1, 0);",
 };
@@ -137,6 +137,18 @@ static int bump_generation(sqlite_store *s)
     if (rc == 0 && sqlite3_step(st) != SQLITE_DONE)
         rc = db_error(s, "bump generation");
     put_back(s, st);
+    return rc;
+}
+
+/* Ends a write begun with BEGIN IMMEDIATE: on success (rc 0) the
+ * generation moves and the transaction commits, else it rolls back.
+ * Returns rc, or the failure of the bump or commit. */
+static int end_write(sqlite_store *s, int rc)
+{
+    if (rc == 0 && (rc = bump_generation(s)) == 0)
+        rc = exec(s, "COMMIT");
+    if (rc != 0)
+        exec(s, "ROLLBACK");
     return rc;
 }
 
@@ -570,23 +582,17 @@ static int sqlite_cert_put(void *b, const ptc_cert *c)
 
     if ((rc = exec(s, "BEGIN IMMEDIATE")) != 0)
         goto out;
-    if ((rc = prepare(s, "INSERT OR REPLACE INTO certificates (domain, data, updated_at) VALUES (?, ?, ?)",
-                      &st)) != 0)
-        goto out;
-    sqlite3_bind_text(st, 1, c->domain, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, data, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, c->updated_at);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = db_error(s, "write certificate");
-        goto out;
+    rc = prepare(s, "INSERT OR REPLACE INTO certificates (domain, data, updated_at) VALUES (?, ?, ?)", &st);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, c->domain, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, data, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, c->updated_at);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = db_error(s, "write certificate");
     }
-    if ((rc = bump_generation(s)) != 0)
-        goto out;
-    rc = exec(s, "COMMIT");
+    rc = end_write(s, rc);
 out:
     sqlite3_finalize(st);
-    if (rc != 0)
-        exec(s, "ROLLBACK");
     free(data);
     json_decref(j);
     return rc;
@@ -600,24 +606,17 @@ static int sqlite_cert_delete(void *b, const char *domain)
 
     if ((rc = exec(s, "BEGIN IMMEDIATE")) != 0)
         goto out;
-    if ((rc = prepare(s, "DELETE FROM certificates WHERE domain = ?", &st)) != 0)
-        goto out;
-    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = db_error(s, "delete certificate");
-        goto out;
+    rc = prepare(s, "DELETE FROM certificates WHERE domain = ?", &st);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = db_error(s, "delete certificate");
+        else if (sqlite3_changes(s->db) == 0)
+            rc = -ENOENT;
     }
-    if (sqlite3_changes(s->db) == 0) {
-        rc = -ENOENT;
-        goto out;
-    }
-    if ((rc = bump_generation(s)) != 0)
-        goto out;
-    rc = exec(s, "COMMIT");
+    rc = end_write(s, rc);
 out:
     sqlite3_finalize(st);
-    if (rc != 0)
-        exec(s, "ROLLBACK");
     return rc;
 }
 
@@ -911,11 +910,15 @@ static int sqlite_dns_put(void *b, const ptc_dns_record *r)
 {
     sqlite_store *s = b;
     sqlite3_stmt *st = NULL;
-    int rc = prepare(s,
-                     "INSERT INTO dns_records (name, type, value, ttl, created_at, updated_at)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name, type) DO UPDATE SET"
-                     " value = excluded.value, ttl = excluded.ttl, updated_at = excluded.updated_at",
-                     &st);
+    int rc;
+
+    if ((rc = exec(s, "BEGIN IMMEDIATE")) != 0)
+        goto out;
+    rc = prepare(s,
+                 "INSERT INTO dns_records (name, type, value, ttl, created_at, updated_at)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name, type) DO UPDATE SET"
+                 " value = excluded.value, ttl = excluded.ttl, updated_at = excluded.updated_at",
+                 &st);
     if (rc == 0) {
         sqlite3_bind_text(st, 1, r->name, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, r->type, -1, SQLITE_STATIC);
@@ -926,6 +929,8 @@ static int sqlite_dns_put(void *b, const ptc_dns_record *r)
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = db_error(s, "write dns record");
     }
+    rc = end_write(s, rc);
+out:
     sqlite3_finalize(st);
     return rc;
 }
@@ -934,7 +939,11 @@ static int sqlite_dns_delete(void *b, const char *name, const char *type)
 {
     sqlite_store *s = b;
     sqlite3_stmt *st = NULL;
-    int rc = prepare(s, "DELETE FROM dns_records WHERE name = ?1 AND (?2 IS NULL OR type = ?2)", &st);
+    int rc;
+
+    if ((rc = exec(s, "BEGIN IMMEDIATE")) != 0)
+        goto out;
+    rc = prepare(s, "DELETE FROM dns_records WHERE name = ?1 AND (?2 IS NULL OR type = ?2)", &st);
     if (rc == 0) {
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         bind_opt(st, 2, type);
@@ -943,6 +952,8 @@ static int sqlite_dns_delete(void *b, const char *name, const char *type)
         else if (sqlite3_changes(s->db) == 0)
             rc = -ENOENT;
     }
+    rc = end_write(s, rc);
+out:
     sqlite3_finalize(st);
     return rc;
 }

@@ -8,15 +8,26 @@ import socket
 import ssl
 
 from conftest import proxy_body, wait_until
+from dnsutil import dig, free_dns_port
 from dp_util import make_cert, put_cert
 
 FOLLOWED = "applied the state another node committed"
 
 
+ZONE = "internal.test"
+
+
 def nodes(portico, tmp_path):
     store = f"sqlite:{tmp_path / 'shared.db'}"
-    settings = {"store": store, "store_poll_interval_ms": "200"}
-    return portico(settings=settings, name="a"), portico(settings=settings, name="b")
+    made = []
+    for name in ("a", "b"):
+        port = free_dns_port()
+        settings = {"store": store, "store_poll_interval_ms": "200", "dns_zone": ZONE,
+                    "dns_listen": f"127.0.0.1:{port}", "dns_proxy_ip": "127.0.0.1"}
+        node = portico(settings=settings, name=name)
+        node.dns_port = port
+        made.append(node)
+    return made
 
 
 def served_by(node, domain):
@@ -104,3 +115,15 @@ def test_the_follower_survives_a_restart_of_the_other_node(portico, upstream, tm
     assert served_by(b, "one.test")
     assert a.put_proxy("two", proxy_body("two.test", up.port)).status == 201
     wait_until(lambda: served_by(b, "two.test"), timeout=10, what="restarted b serves two")
+
+
+def test_a_dns_record_reaches_the_other_responder(portico, tmp_path):
+    a, b = nodes(portico, tmp_path)
+    r = a.api("PUT", "/dns/records/llm", body={"type": "A", "value": "100.1.1.1"})
+    assert r.status == 201, r
+    want = [(f"llm.{ZONE}.", "A", "100.1.1.1")]
+    wait_until(lambda: dig(b.dns_port, f"llm.{ZONE}").answers == want, timeout=10, what="b answers a's record")
+    assert b.api("DELETE", "/dns/records/llm").status == 200
+    wait_until(lambda: dig(a.dns_port, f"llm.{ZONE}").status == "NXDOMAIN", timeout=10, what="a drops it")
+    # Records are not the routing state: neither node touched its engine.
+    assert followed(a) == [] and followed(b) == []

@@ -235,6 +235,13 @@ static void test_generation(void)
     CHECK_INT(g2, 3);
     CHECK_INT(ptc_store_own_writes(a), 2);
     CHECK_INT(ptc_store_own_writes(b), 1);
+    /* DNS records are part of what a node follows. */
+    ptc_dns_record rec = {.name = "x.zone", .type = "A", .value = "10.0.0.1", .ttl = 60};
+    CHECK_INT(ptc_store_dns_put(a, &rec), 0);
+    CHECK_INT(ptc_store_dns_delete(b, "x.zone", NULL), 0);
+    CHECK_INT(ptc_store_dns_delete(b, "x.zone", NULL), -ENOENT);
+    CHECK_INT(ptc_store_generation(a, &g), 0);
+    CHECK_INT(g, 5);
 
     ptc_state_release(s0);
     ptc_state_release(s1);
