@@ -582,8 +582,7 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
     if (api->ports == NULL || ptc_api_dns_start(api, err, errlen) != 0)
         goto fail;
     if ((rc = ptc_api_checks_start(api, api->state, err, errlen)) != 0 ||
-        (rc = ptc_api_sync_start(api, err, errlen)) != 0 ||
-        (rc = ptc_api_follow_start(api, err, errlen)) != 0)
+        (rc = ptc_api_sync_start(api, err, errlen)) != 0)
         goto fail;
     /* Last before listening: a renewal due now applies at once, and an
      * apply needs everything above. */
@@ -591,6 +590,9 @@ ptc_api *ptc_api_start(const ptc_settings *s, ptc_store *store, ptc_engine *engi
         snprintf(err, errlen, "cannot start the certificate renewal scheduler (%s)", strerror(-rc));
         goto fail;
     }
+    /* After everything a followed change touches (checks, DNS, renewals). */
+    if ((rc = ptc_api_follow_start(api, err, errlen)) != 0)
+        goto fail;
 
     /* poll(), not select(): the data plane and the health checks hold
      * thousands of descriptors, and select() refuses any above 1023. */
