@@ -58,3 +58,44 @@ bool ptc_http_named_by_connection(const ptc_http_header *headers, size_t n, ptc_
             return true;
     return false;
 }
+
+void ptc_http_conn_options_collect(const ptc_http_header *headers, size_t n, ptc_http_conn_options *out)
+{
+    out->n = 0;
+    out->many = false;
+    for (size_t i = 0; i < n; i++) {
+        if (headers[i].name.len != 10 || !ptc_str_ieq(headers[i].name, "connection"))
+            continue;
+        const char *v = headers[i].value.p;
+        size_t len = headers[i].value.len, j = 0;
+        while (j < len) {
+            size_t start = j;
+            while (j < len && v[j] != ',')
+                j++;
+            size_t e = j++;
+            while (start < e && ows(v[start]))
+                start++;
+            while (e > start && ows(v[e - 1]))
+                e--;
+            ptc_str tok = ptc_str_make(v + start, e - start);
+            if (tok.len == 0 || ptc_http_is_hop_by_hop(tok))
+                continue;
+            if (out->n == PTC_HTTP_CONN_OPTIONS_MAX) {
+                out->many = true;
+                return;
+            }
+            out->names[out->n++] = tok;
+        }
+    }
+}
+
+bool ptc_http_conn_options_name(const ptc_http_conn_options *o, const ptc_http_header *headers, size_t n,
+                                ptc_str name)
+{
+    if (o->many)
+        return ptc_http_named_by_connection(headers, n, name);
+    for (size_t i = 0; i < o->n; i++)
+        if (o->names[i].len == name.len && ptc_ascii_ieq(o->names[i].p, name.p, name.len))
+            return true;
+    return false;
+}

@@ -22,4 +22,21 @@ bool ptc_http_is_hop_by_hop(ptc_str name);
 
 bool ptc_http_named_by_connection(const ptc_http_header *headers, size_t n, ptc_str name);
 
+/* The options of a message's Connection headers, gathered once so that
+ * each header is checked against a short list instead of every Connection
+ * header again.  Hop-by-hop names are left out (those headers go anyway):
+ * for "Connection: keep-alive" the list is empty. */
+#define PTC_HTTP_CONN_OPTIONS_MAX 16
+typedef struct ptc_http_conn_options {
+    ptc_str names[PTC_HTTP_CONN_OPTIONS_MAX];
+    size_t n;
+    bool many; /* more than fit: ptc_http_conn_options_name asks the headers */
+} ptc_http_conn_options;
+
+void ptc_http_conn_options_collect(const ptc_http_header *headers, size_t n, ptc_http_conn_options *out);
+/* Whether name is one of the options (what ptc_http_named_by_connection
+ * answers, for a name that is not hop-by-hop). */
+bool ptc_http_conn_options_name(const ptc_http_conn_options *o, const ptc_http_header *headers, size_t n,
+                                ptc_str name);
+
 #endif

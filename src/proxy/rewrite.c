@@ -122,23 +122,18 @@ static enum hname classify(ptc_str n)
     return H_OTHER;
 }
 
-static bool has_connection_header(const ptc_http_header *h, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (h[i].name.len == 10 && ptc_str_ieq(h[i].name, "connection"))
-            return true;
-    return false;
-}
-
 /* True for a header that must not cross the proxy as it is. */
-static bool dropped(const ptc_http_header *all, size_t n, bool named, const ptc_http_header *h)
+static bool dropped(const ptc_http_header *all, size_t n, const ptc_http_conn_options *named,
+                    const ptc_http_header *h)
 {
-    return ptc_http_is_hop_by_hop(h->name) || (named && ptc_http_named_by_connection(all, n, h->name));
+    return ptc_http_is_hop_by_hop(h->name) ||
+           ((named->n > 0 || named->many) && ptc_http_conn_options_name(named, all, n, h->name));
 }
 
 void ptc_rewrite_request(ptc_buf *b, const ptc_http_request *req, const ptc_rewrite_req *in)
 {
-    bool named = has_connection_header(req->headers, req->n_headers);
+    ptc_http_conn_options named;
+    ptc_http_conn_options_collect(req->headers, req->n_headers, &named);
     size_t xff_len = 0;
     for (size_t i = 0; i < req->n_headers; i++)
         xff_len += req->headers[i].value.len + 2;
@@ -165,7 +160,7 @@ void ptc_rewrite_request(ptc_buf *b, const ptc_http_request *req, const ptc_rewr
     bool kept[H_XXSS + 1] = {false};
     for (size_t i = 0; i < req->n_headers; i++) {
         const ptc_http_header *h = &req->headers[i];
-        if (dropped(req->headers, req->n_headers, named, h))
+        if (dropped(req->headers, req->n_headers, &named, h))
             continue;
         enum hname k = classify(h->name);
         switch (k) {
@@ -230,7 +225,8 @@ void ptc_rewrite_request(ptc_buf *b, const ptc_http_request *req, const ptc_rewr
 
 void ptc_rewrite_response(ptc_buf *b, const ptc_http_response *res, const ptc_rewrite_resp *in)
 {
-    bool named = has_connection_header(res->headers, res->n_headers);
+    ptc_http_conn_options named;
+    ptc_http_conn_options_collect(res->headers, res->n_headers, &named);
     out o = begin(b, res->head_len + in->request_id.len + in->date.len + 512);
     bool seen[H_XXSS + 1] = {false};
 
@@ -244,7 +240,7 @@ void ptc_rewrite_response(ptc_buf *b, const ptc_http_response *res, const ptc_re
     PUT_LIT(&o, "\r\n");
     for (size_t i = 0; i < res->n_headers; i++) {
         const ptc_http_header *h = &res->headers[i];
-        if (dropped(res->headers, res->n_headers, named, h))
+        if (dropped(res->headers, res->n_headers, &named, h))
             continue;
         enum hname k = classify(h->name);
         if (k == H_CONTENT_LENGTH || k == H_REQUEST_ID)

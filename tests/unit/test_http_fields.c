@@ -56,10 +56,47 @@ static void test_named_by_connection(void)
     CHECK(!ptc_http_named_by_connection(h, 1, S("X-Forwarded-For")));
 }
 
+/* The options gathered once answer like ptc_http_named_by_connection for
+ * every name that is not hop-by-hop, also past the list's capacity. */
+static void test_conn_options(void)
+{
+    ptc_http_header h[] = {
+        {S("Host"), S("a")},
+        {S("Connection"), S("close, X-Forwarded-For, keep-alive,,Upgrade")},
+        {S("X-Forwarded-For"), S("1.2.3.4")},
+        {S("connection"), S(" x-real-ip ")},
+        {S("X-Real-IP"), S("1.2.3.4")},
+    };
+    size_t n = sizeof(h) / sizeof(h[0]);
+    ptc_http_conn_options o;
+    ptc_http_conn_options_collect(h, n, &o);
+    CHECK_INT(o.n, 3); /* close, X-Forwarded-For, x-real-ip */
+    CHECK(!o.many);
+    static const char *names[] = {
+        "X-Forwarded-For", "x-forwarded-for", "X-Real-IP", "close", "Host", "X-Forwarded", "", "Closed"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        ptc_str name = ptc_str_make(names[i], strlen(names[i]));
+        CHECK(ptc_http_conn_options_name(&o, h, n, name) == ptc_http_named_by_connection(h, n, name));
+    }
+
+    /* "Connection: keep-alive" names nothing that would be forwarded. */
+    ptc_http_header ka[] = {{S("Connection"), S("keep-alive")}, {S("Server"), S("x")}};
+    ptc_http_conn_options_collect(ka, 2, &o);
+    CHECK_INT(o.n, 0);
+
+    /* Seventeen options: past the list, the headers are asked. */
+    ptc_http_header many[] = {{S("Connection"), S("a1,a2,a3,a4,a5,a6,a7,a8,a9,b1,b2,b3,b4,b5,b6,b7,b8")}};
+    ptc_http_conn_options_collect(many, 1, &o);
+    CHECK(o.many);
+    CHECK(ptc_http_conn_options_name(&o, many, 1, S("B8")));
+    CHECK(!ptc_http_conn_options_name(&o, many, 1, S("b9")));
+}
+
 int main(void)
 {
     RUN(test_list_has);
     RUN(test_hop_by_hop);
     RUN(test_named_by_connection);
+    RUN(test_conn_options);
     TEST_EXIT();
 }
