@@ -55,17 +55,34 @@ const char *ptc_worker_date(ptc_worker *w)
 /* xorshift128+: request ids need to be unique and unguessable enough to
  * not collide, not secret; a syscall per request would cost more than the
  * rest of the id work together. */
+/* Every byte as two hex digits: a request id is 16 lookups, not 32. */
+static const char hex_pairs[] = "000102030405060708090a0b0c0d0e0f"
+                                "101112131415161718191a1b1c1d1e1f"
+                                "202122232425262728292a2b2c2d2e2f"
+                                "303132333435363738393a3b3c3d3e3f"
+                                "404142434445464748494a4b4c4d4e4f"
+                                "505152535455565758595a5b5c5d5e5f"
+                                "606162636465666768696a6b6c6d6e6f"
+                                "707172737475767778797a7b7c7d7e7f"
+                                "808182838485868788898a8b8c8d8e8f"
+                                "909192939495969798999a9b9c9d9e9f"
+                                "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"
+                                "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+                                "c0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
+                                "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+                                "e0e1e2e3e4e5e6e7e8e9eaebecedeeef"
+                                "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
 void ptc_worker_request_id(ptc_worker *w, char out[33])
 {
-    static const char hex[] = "0123456789abcdef";
     for (int k = 0; k < 2; k++) {
         uint64_t s1 = w->rng[0], s0 = w->rng[1];
         w->rng[0] = s0;
         s1 ^= s1 << 23;
         w->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
         uint64_t v = w->rng[1] + s0;
-        for (int i = 0; i < 16; i++)
-            out[k * 16 + i] = hex[(v >> (60 - 4 * i)) & 15];
+        for (int i = 0; i < 8; i++)
+            memcpy(out + k * 16 + i * 2, hex_pairs + ((v >> (56 - 8 * i)) & 0xff) * 2, 2);
     }
     out[32] = '\0';
 }
