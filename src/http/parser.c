@@ -81,22 +81,31 @@ typedef struct fields_info {
     const ptc_http_header *host, *te, *upgrade;
     int64_t content_length; /* -1 when absent */
     bool conn_close, conn_keep_alive, conn_upgrade;
+    bool conn_options; /* a Connection token other than keep-alive and upgrade (hop-by-hop anyway) */
     bool expect_continue, expect_other;
 } fields_info;
 
-/* name (a token, so OR-ing 0x20 folds only letters) equals the lower-case
- * literal lit of the same length.  With loose, '_' also matches '-', which
- * catches Content_Length and Transfer_Encoding. */
-static bool name_is(const char *name, const char *lit, size_t n, bool loose)
+/* How name (a token, so OR-ing 0x20 folds only letters) compares with the
+ * lower-case literal lit of the same length: NAME_EXACT, NAME_LOOK_ALIKE
+ * when it matches only with '_' for '-' (Content_Length,
+ * Transfer_Encoding), else NAME_OTHER. */
+enum { NAME_OTHER, NAME_EXACT, NAME_LOOK_ALIKE };
+static int name_match(const char *name, const char *lit, size_t n)
 {
+    int r = NAME_EXACT;
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
-        if (loose && c == '_')
-            c = '-';
-        if ((char)(c | 0x20) != lit[i])
-            return false;
+        if (c == '_' && lit[i] == '-')
+            r = NAME_LOOK_ALIKE;
+        else if ((char)(c | 0x20) != lit[i])
+            return NAME_OTHER;
     }
-    return true;
+    return r;
+}
+
+static bool name_is(const char *name, const char *lit, size_t n)
+{
+    return name_match(name, lit, n) == NAME_EXACT;
 }
 
 static bool value_ieq(const char *v, size_t n, const char *lit, size_t litlen)
@@ -164,12 +173,14 @@ static void scan_connection(const char *v, size_t n, fields_info *fi)
             start++;
         while (e > start && is_ows(v[e - 1]))
             e--;
-        if (VALUE_IS(v + start, e - start, "close"))
-            fi->conn_close = true;
-        else if (VALUE_IS(v + start, e - start, "keep-alive"))
+        if (VALUE_IS(v + start, e - start, "keep-alive"))
             fi->conn_keep_alive = true;
         else if (VALUE_IS(v + start, e - start, "upgrade"))
             fi->conn_upgrade = true;
+        else if (e > start)
+            fi->conn_options = true;
+        if (VALUE_IS(v + start, e - start, "close"))
+            fi->conn_close = true;
     }
 }
 
@@ -180,17 +191,18 @@ static int classify(const ptc_http_header *h, fields_info *fi, ptc_http_error *e
     const char *name = h->name.p;
     const char *v = h->value.p;
     size_t n = h->value.len;
+    int m;
 
     switch (h->name.len) {
     case 4:
-        if (fi->is_request && name_is(name, "host", 4, false)) {
+        if (fi->is_request && name_is(name, "host", 4)) {
             if (fi->host)
                 return fail(err, 400, "duplicate Host");
             fi->host = h;
         }
         break;
     case 6:
-        if (fi->is_request && name_is(name, "expect", 6, false)) {
+        if (fi->is_request && name_is(name, "expect", 6)) {
             if (VALUE_IS(v, n, "100-continue"))
                 fi->expect_continue = true;
             else
@@ -198,19 +210,19 @@ static int classify(const ptc_http_header *h, fields_info *fi, ptc_http_error *e
         }
         break;
     case 7:
-        if (fi->is_request && name_is(name, "upgrade", 7, false)) {
+        if (fi->is_request && name_is(name, "upgrade", 7)) {
             if (fi->upgrade)
                 return fail(err, 400, "duplicate Upgrade");
             fi->upgrade = h;
         }
         break;
     case 10:
-        if (name_is(name, "connection", 10, false))
+        if (name_is(name, "connection", 10))
             scan_connection(v, n, fi);
         break;
     case 14:
-        if (name_is(name, "content-length", 14, true)) {
-            if (!name_is(name, "content-length", 14, false))
+        if ((m = name_match(name, "content-length", 14)) != NAME_OTHER) {
+            if (m == NAME_LOOK_ALIKE)
                 return fail(err, 400, "Content_Length look-alike field");
             if (fi->content_length >= 0)
                 return fail(err, 400, "duplicate Content-Length");
@@ -220,8 +232,8 @@ static int classify(const ptc_http_header *h, fields_info *fi, ptc_http_error *e
         }
         break;
     case 17:
-        if (name_is(name, "transfer-encoding", 17, true)) {
-            if (!name_is(name, "transfer-encoding", 17, false))
+        if ((m = name_match(name, "transfer-encoding", 17)) != NAME_OTHER) {
+            if (m == NAME_LOOK_ALIKE)
                 return fail(err, 400, "Transfer_Encoding look-alike field");
             if (fi->te)
                 return fail(err, 400, "duplicate Transfer-Encoding");
@@ -556,6 +568,7 @@ int ptc_http_parse_request(const char *buf, size_t len, ptc_http_request *req, p
     req->expect_continue = fi.expect_continue && minor == 1;
 
     req->keep_alive = !fi.conn_close && (minor == 1 || fi.conn_keep_alive);
+    req->conn_options = fi.conn_options;
     if (minor == 1 && fi.upgrade && fi.conn_upgrade) {
         req->upgrade = true;
         req->upgrade_value = fi.upgrade->value;
@@ -632,6 +645,7 @@ static int parse_response(const char *buf, size_t len, ptc_http_method req_metho
         res->close_delimited = true;
     }
     res->keep_alive = !res->close_delimited && !fi.conn_close && (minor == 1 || fi.conn_keep_alive);
+    res->conn_options = fi.conn_options;
     return 0;
 }
 

@@ -77,6 +77,7 @@ typedef struct ptc_http_request {
     bool expect_continue;   /* Expect: 100-continue */
     bool upgrade;           /* HTTP/1.1 with Upgrade and "upgrade" in Connection */
     ptc_str upgrade_value;  /* the Upgrade header's value when upgrade is set */
+    bool conn_options;      /* Connection lists more than keep-alive and upgrade (see fields.h) */
     size_t head_len;        /* bytes of the head, final CRLF CRLF included */
 } ptc_http_request;
 
@@ -92,6 +93,7 @@ typedef struct ptc_http_response {
     bool close_delimited;   /* body runs to the upstream's EOF */
     bool bodyless;          /* HEAD, 1xx, 204, 304: no body whatever the headers say (check it first) */
     bool keep_alive;        /* the upstream connection may be reused after this response */
+    bool conn_options;      /* Connection lists more than keep-alive and upgrade (see fields.h) */
     size_t head_len;
 } ptc_http_response;
 

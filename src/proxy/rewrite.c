@@ -132,8 +132,9 @@ static bool dropped(const ptc_http_header *all, size_t n, const ptc_http_conn_op
 
 void ptc_rewrite_request(ptc_buf *b, const ptc_http_request *req, const ptc_rewrite_req *in)
 {
-    ptc_http_conn_options named;
-    ptc_http_conn_options_collect(req->headers, req->n_headers, &named);
+    ptc_http_conn_options named = {.n = 0};
+    if (req->conn_options)
+        ptc_http_conn_options_collect(req->headers, req->n_headers, &named);
     size_t xff_len = 0;
     for (size_t i = 0; i < req->n_headers; i++)
         xff_len += req->headers[i].value.len + 2;
@@ -225,8 +226,9 @@ void ptc_rewrite_request(ptc_buf *b, const ptc_http_request *req, const ptc_rewr
 
 void ptc_rewrite_response(ptc_buf *b, const ptc_http_response *res, const ptc_rewrite_resp *in)
 {
-    ptc_http_conn_options named;
-    ptc_http_conn_options_collect(res->headers, res->n_headers, &named);
+    ptc_http_conn_options named = {.n = 0};
+    if (res->conn_options)
+        ptc_http_conn_options_collect(res->headers, res->n_headers, &named);
     out o = begin(b, res->head_len + in->request_id.len + in->date.len + 512);
     bool seen[H_XXSS + 1] = {false};
 

@@ -646,6 +646,24 @@ static void good_keep_alive_rules(void)
     CHECK(!req.keep_alive);
 }
 
+/* conn_options: whether Connection names anything beyond keep-alive and
+ * upgrade ("close" counts: a field named Close would have to go). */
+static void good_connection_options(void)
+{
+    CHECK_INT(REQ("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    CHECK(!req.conn_options);
+    CHECK_INT(REQ("GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive, ,upgrade\r\n\r\n"), 0);
+    CHECK(!req.conn_options);
+    CHECK_INT(REQ("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), 0);
+    CHECK(req.conn_options);
+    CHECK_INT(REQ("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: X-Foo\r\n\r\n"), 0);
+    CHECK(req.conn_options);
+    CHECK_INT(RES("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"), 0);
+    CHECK(!res.conn_options);
+    CHECK_INT(RES("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: X-Trace\r\n\r\n"), 0);
+    CHECK(res.conn_options);
+}
+
 static void good_leading_empty_lines(void)
 {
     const char s[] = "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -881,6 +899,7 @@ int main(void)
     RUN(good_methods);
     RUN(good_versions);
     RUN(good_keep_alive_rules);
+    RUN(good_connection_options);
     RUN(good_leading_empty_lines);
     RUN(good_response_framing);
     RUN(good_response_close_delimited);

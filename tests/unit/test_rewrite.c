@@ -118,6 +118,28 @@ static void test_connection_named_and_hop_by_hop(void)
     ptc_buf_free(&b);
 }
 
+/* "Connection: close" names a field too; a response whose Connection only
+ * says keep-alive keeps every other field. */
+static void test_connection_close_names_a_field(void)
+{
+    parse_req("GET / HTTP/1.1\r\nHost: a\r\nClose: c\r\nConnection: close\r\nX-Keep: k\r\n\r\n");
+    ptc_rewrite_req in = edge();
+    ptc_buf b = PTC_BUF_INIT;
+    ptc_rewrite_request(&b, &req, &in);
+    CHECK(strstr(ptc_buf_cstr(&b), "Close") == NULL);
+    CHECK(strstr(ptc_buf_cstr(&b), "X-Keep: k\r\n") != NULL);
+    ptc_buf_free(&b);
+
+    parse_res("HTTP/1.1 200 OK\r\nServer: s\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\n"
+              "Content-Length: 0\r\n\r\n",
+              PTC_HTTP_GET);
+    ptc_rewrite_resp out = {.request_id = PTC_STR_LIT("r"), .date = PTC_STR_LIT("d")};
+    ptc_rewrite_response(&b, &res, &out);
+    CHECK(strstr(ptc_buf_cstr(&b), "Server: s\r\n") != NULL);
+    CHECK(strstr(ptc_buf_cstr(&b), "Keep-Alive") == NULL && strstr(ptc_buf_cstr(&b), "keep-alive") == NULL);
+    ptc_buf_free(&b);
+}
+
 static void test_framing_written_anew(void)
 {
     parse_req("POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
@@ -256,6 +278,7 @@ int main(void)
     RUN(test_edge_overwrites_forwarded_headers);
     RUN(test_trusted_proxy_appends);
     RUN(test_connection_named_and_hop_by_hop);
+    RUN(test_connection_close_names_a_field);
     RUN(test_framing_written_anew);
     RUN(test_response_rules);
     RUN(test_own_answers);
