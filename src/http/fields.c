@@ -36,15 +36,15 @@ bool ptc_http_is_hop_by_hop(ptc_str name)
 {
     switch (name.len) {
     case 2:
-        return ptc_str_ieq(name, "te");
+        return PTC_HTTP_NAME_IS(name, "te");
     case 7:
-        return ptc_str_ieq(name, "trailer") || ptc_str_ieq(name, "upgrade");
+        return PTC_HTTP_NAME_IS(name, "trailer") || PTC_HTTP_NAME_IS(name, "upgrade");
     case 10:
-        return ptc_str_ieq(name, "connection") || ptc_str_ieq(name, "keep-alive");
+        return PTC_HTTP_NAME_IS(name, "connection") || PTC_HTTP_NAME_IS(name, "keep-alive");
     case 16:
-        return ptc_str_ieq(name, "proxy-connection");
+        return PTC_HTTP_NAME_IS(name, "proxy-connection");
     case 17:
-        return ptc_str_ieq(name, "transfer-encoding");
+        return PTC_HTTP_NAME_IS(name, "transfer-encoding");
     default:
         return false;
     }

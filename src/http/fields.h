@@ -5,6 +5,47 @@
 #include "core/str.h"
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Whether s equals lower, a lower-case literal of the same length made of
+ * letters, digits, '-' and '.', but for case: a word at a time.  s must
+ * hold no control byte (what the parser hands out never does): OR-ing
+ * 0x20 into a byte then matches a lower-case letter only from its two
+ * cases, and '-', '.' or a digit only from itself. */
+static inline bool ptc_http_name_is(ptc_str s, const char *lower, size_t n)
+{
+    const uint64_t fold = 0x2020202020202020ull;
+    uint64_t a, b;
+    uint32_t x, y;
+    if (s.len != n)
+        return false;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&a, s.p + i, 8);
+            memcpy(&b, lower + i, 8);
+            if ((a | fold) != b)
+                return false;
+        }
+        memcpy(&a, s.p + n - 8, 8);
+        memcpy(&b, lower + n - 8, 8);
+        return (a | fold) == b;
+    }
+    if (n >= 4) {
+        memcpy(&x, s.p, 4);
+        memcpy(&y, lower, 4);
+        if ((x | (uint32_t)fold) != y)
+            return false;
+        memcpy(&x, s.p + n - 4, 4);
+        memcpy(&y, lower + n - 4, 4);
+        return (x | (uint32_t)fold) == y;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((s.p[i] | 0x20) != lower[i])
+            return false;
+    return true;
+}
+#define PTC_HTTP_NAME_IS(s, lit) ptc_http_name_is((s), (lit), sizeof(lit) - 1)
 
 /* True when the comma-separated list value holds token (case-insensitive,
  * optional white space around items; "a, b ,c"). */

@@ -4,6 +4,7 @@
 #include "http/parser.h"
 
 #include "http/chars.h"
+#include "http/fields.h"
 #include "http/uri.h"
 
 #include <string.h>
@@ -92,6 +93,10 @@ typedef struct fields_info {
 enum { NAME_OTHER, NAME_EXACT, NAME_LOOK_ALIKE };
 static int name_match(const char *name, const char *lit, size_t n)
 {
+    if (ptc_http_name_is(ptc_str_make(name, n), lit, n))
+        return NAME_EXACT;
+    if (memchr(name, '_', n) == NULL)
+        return NAME_OTHER;
     int r = NAME_EXACT;
     for (size_t i = 0; i < n; i++) {
         char c = name[i];

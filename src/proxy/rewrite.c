@@ -75,47 +75,47 @@ static enum hname classify(ptc_str n)
 {
     switch (n.len) {
     case 4:
-        if (ptc_str_ieq(n, "host"))
+        if (PTC_HTTP_NAME_IS(n, "host"))
             return H_HOST;
-        if (ptc_str_ieq(n, "date"))
+        if (PTC_HTTP_NAME_IS(n, "date"))
             return H_DATE;
         break;
     case 6:
-        if (ptc_str_ieq(n, "expect"))
+        if (PTC_HTTP_NAME_IS(n, "expect"))
             return H_EXPECT;
         break;
     case 9:
-        if (ptc_str_ieq(n, "x-real-ip"))
+        if (PTC_HTTP_NAME_IS(n, "x-real-ip"))
             return H_REAL_IP;
         break;
     case 12:
-        if (ptc_str_ieq(n, "x-request-id"))
+        if (PTC_HTTP_NAME_IS(n, "x-request-id"))
             return H_REQUEST_ID;
         break;
     case 14:
-        if (ptc_str_ieq(n, "content-length"))
+        if (PTC_HTTP_NAME_IS(n, "content-length"))
             return H_CONTENT_LENGTH;
         break;
     case 15:
-        if (ptc_str_ieq(n, "x-forwarded-for"))
+        if (PTC_HTTP_NAME_IS(n, "x-forwarded-for"))
             return H_XFF;
-        if (ptc_str_ieq(n, "x-frame-options"))
+        if (PTC_HTTP_NAME_IS(n, "x-frame-options"))
             return H_XFO;
         break;
     case 16:
-        if (ptc_str_ieq(n, "x-forwarded-host"))
+        if (PTC_HTTP_NAME_IS(n, "x-forwarded-host"))
             return H_XF_HOST;
-        if (ptc_str_ieq(n, "x-forwarded-port"))
+        if (PTC_HTTP_NAME_IS(n, "x-forwarded-port"))
             return H_XF_PORT;
-        if (ptc_str_ieq(n, "x-xss-protection"))
+        if (PTC_HTTP_NAME_IS(n, "x-xss-protection"))
             return H_XXSS;
         break;
     case 17:
-        if (ptc_str_ieq(n, "x-forwarded-proto"))
+        if (PTC_HTTP_NAME_IS(n, "x-forwarded-proto"))
             return H_XF_PROTO;
         break;
     case 22:
-        if (ptc_str_ieq(n, "x-content-type-options"))
+        if (PTC_HTTP_NAME_IS(n, "x-content-type-options"))
             return H_XCTO;
         break;
     }

@@ -92,11 +92,52 @@ static void test_conn_options(void)
     CHECK(!ptc_http_conn_options_name(&o, many, 1, S("b9")));
 }
 
+/* The word-at-a-time compare agrees with ptc_ascii_ieq for every literal
+ * length the proxy uses and every single-byte change a parsed name or
+ * value can carry (anything but a control byte other than HTAB), in every
+ * position, and for upper-case forms. */
+static void test_name_is(void)
+{
+    static const char *lits[] = {"te",
+                                 "date",
+                                 "expect",
+                                 "trailer",
+                                 "x-real-ip",
+                                 "connection",
+                                 "x-request-id",
+                                 "content-length",
+                                 "x-frame-options",
+                                 "x-forwarded-host",
+                                 "transfer-encoding",
+                                 "x-content-type-options"};
+    char buf[32];
+    for (size_t k = 0; k < sizeof(lits) / sizeof(lits[0]); k++) {
+        const char *lit = lits[k];
+        size_t n = strlen(lit);
+        memcpy(buf, lit, n);
+        CHECK(ptc_http_name_is(ptc_str_make(buf, n), lit, n));
+        CHECK(!ptc_http_name_is(ptc_str_make(buf, n - 1), lit, n));
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (char)(lit[i] >= 'a' && lit[i] <= 'z' ? lit[i] - 32 : lit[i]);
+        CHECK(ptc_http_name_is(ptc_str_make(buf, n), lit, n));
+        for (size_t i = 0; i < n; i++) {
+            memcpy(buf, lit, n);
+            for (unsigned v = 0; v < 256; v++) {
+                if ((v < 0x20 && v != '\t') || v == 0x7f)
+                    continue;
+                buf[i] = (char)v;
+                CHECK(ptc_http_name_is(ptc_str_make(buf, n), lit, n) == ptc_ascii_ieq(buf, lit, n));
+            }
+        }
+    }
+}
+
 int main(void)
 {
     RUN(test_list_has);
     RUN(test_hop_by_hop);
     RUN(test_named_by_connection);
     RUN(test_conn_options);
+    RUN(test_name_is);
     TEST_EXIT();
 }
