@@ -616,29 +616,37 @@ const char *ptc_settings_config_path(const ptc_settings *s)
     return s->config_path;
 }
 
-static const char *shown(const ptc_settings *s, int id)
+/* A value as printed, in a new string: secrets redacted, passwords in
+ * URIs masked (the rest of a store URI says where the store is). */
+static char *shown(const ptc_settings *s, int id)
 {
     if ((defs[id].flags & PTC_SETTING_SECRET) && s->values[id][0] != '\0')
-        return "(redacted)";
-    return s->values[id];
+        return ptc_xstrdup("(redacted)");
+    if (defs[id].flags & PTC_SETTING_URI)
+        return ptc_uri_mask_password(s->values[id]);
+    return ptc_xstrdup(s->values[id]);
 }
 
 void ptc_settings_print(const ptc_settings *s, FILE *out, bool json)
 {
     ptc_buf b = PTC_BUF_INIT;
-    if (json) {
+    if (json)
         ptc_buf_append_str(&b, "{");
-        for (int id = 0; id < PTC_SETTINGS_COUNT; id++) {
-            ptc_buf_appendf(&b, "%s\"%s\":{\"value\":", id ? "," : "", defs[id].name);
-            ptc_buf_append_json_str(&b, shown(s, id));
-            ptc_buf_appendf(&b, ",\"source\":\"%s\"}", source_names[s->sources[id]]);
-        }
-        ptc_buf_append_str(&b, "}\n");
-    } else {
+    else
         ptc_buf_appendf(&b, "%-28s %-8s %s\n", "SETTING", "SOURCE", "VALUE");
-        for (int id = 0; id < PTC_SETTINGS_COUNT; id++)
-            ptc_buf_appendf(&b, "%-28s %-8s %s\n", defs[id].name, source_names[s->sources[id]], shown(s, id));
+    for (int id = 0; id < PTC_SETTINGS_COUNT; id++) {
+        char *v = shown(s, id);
+        if (json) {
+            ptc_buf_appendf(&b, "%s\"%s\":{\"value\":", id ? "," : "", defs[id].name);
+            ptc_buf_append_json_str(&b, v);
+            ptc_buf_appendf(&b, ",\"source\":\"%s\"}", source_names[s->sources[id]]);
+        } else {
+            ptc_buf_appendf(&b, "%-28s %-8s %s\n", defs[id].name, source_names[s->sources[id]], v);
+        }
+        free(v);
     }
+    if (json)
+        ptc_buf_append_str(&b, "}\n");
     fputs(ptc_buf_cstr(&b), out);
     ptc_buf_free(&b);
 }

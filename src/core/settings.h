@@ -15,7 +15,8 @@
  * an ADDR or empty (off); SIZE bytes with an optional k/m/g suffix;
  * PORTRANGE "lo-hi"; PORTLIST ports and ranges separated by commas; CIDRS
  * IP addresses or CIDR blocks separated by commas.
- * Flags: SECRET values are redacted when printed. */
+ * Flags: SECRET values are redacted when printed; URI values are printed
+ * with the password they may carry masked (ptc_uri_mask_password). */
 #define PTC_SETTINGS_TABLE(X)                                                                                \
     X(API_LISTEN, api_listen, ADDR, "127.0.0.1:8100", "", 0, "address of the admin API")                     \
     X(API_TOKEN, api_token, STR, "", "", PTC_SETTING_SECRET,                                                 \
@@ -26,7 +27,7 @@
     X(HTTPS_LISTEN, https_listen, ADDROPT, "0.0.0.0:8443", "", 0,                                            \
       "HTTPS listener of the data plane; empty: none")                                                       \
     X(STATE_DIR, state_dir, STR, "./var", "", 0, "folder for the store, certificates and generated files")   \
-    X(STORE, store, STR, "", "", PTC_SETTING_SECRET,                                                         \
+    X(STORE, store, STR, "", "", PTC_SETTING_URI,                                                            \
       "store location: empty for {state_dir}/portico.db, sqlite:PATH, or postgres://...")                    \
     X(STORE_POLL_INTERVAL_MS, store_poll_interval_ms, INT, "2000", "0:3600000", 0,                           \
       "how often portico looks for changes other nodes committed to a shared store; 0: only before a "       \
@@ -113,6 +114,7 @@
     X(LOG_LEVEL, log_level, ENUM, "info", "debug|info|warn|error", 0, "lowest level logged")
 
 #define PTC_SETTING_SECRET 1u
+#define PTC_SETTING_URI 2u
 
 typedef enum ptc_setting_type {
     PTC_SETTING_STR,

@@ -1,7 +1,9 @@
 /* Small utilities (see util.h). */
 #include "core/util.h"
 
+#include "core/buf.h"
 #include "core/mem.h"
+#include "core/str.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -398,6 +400,48 @@ char *ptc_utf8_repair(const char *s)
     }
     out[k] = '\0';
     return out;
+}
+
+bool ptc_uri_password(const char *uri, size_t *off, size_t *len)
+{
+    const char *auth = strstr(uri, "://");
+    const char *at = strrchr(uri, '@');
+    const char *colon = NULL;
+
+    if (auth != NULL && at != NULL && at > auth + 3)
+        colon = memchr(auth + 3, ':', (size_t)(at - auth - 3));
+    if (colon == NULL)
+        return false;
+    *off = (size_t)(colon + 1 - uri);
+    *len = (size_t)(at - colon - 1);
+    return true;
+}
+
+char *ptc_uri_mask_password(const char *uri)
+{
+    ptc_buf b = PTC_BUF_INIT;
+    const char *p = uri;
+    size_t off, len;
+
+    if (ptc_uri_password(uri, &off, &len)) {
+        ptc_buf_append(&b, uri, off);
+        ptc_buf_append_str(&b, "***");
+        p = uri + off + len;
+    }
+    /* password= as a query parameter (libpq takes any keyword there) or as
+     * a key=value word: masked up to the next separator. */
+    while (*p) {
+        bool key_start = p == uri || p[-1] == '?' || p[-1] == '&' || p[-1] == ' ' || p[-1] == '\t';
+        if (key_start && ptc_ascii_ieq(p, "password=", 9)) {
+            ptc_buf_append(&b, p, 9);
+            ptc_buf_append_str(&b, "***");
+            p += 9;
+            p += strcspn(p, "&# \t");
+        } else {
+            ptc_buf_append(&b, p++, 1);
+        }
+    }
+    return ptc_buf_detach(&b);
 }
 
 int ptc_parse_int(const char *s, long long min, long long max, long long *out)

@@ -62,6 +62,15 @@ bool ptc_str_is_base64url(const char *s, size_t len, size_t max);
 size_t ptc_utf8_len(const char *s);
 bool ptc_utf8_valid(const char *s);
 char *ptc_utf8_repair(const char *s);
+/* A connection URI's password ("scheme://user:PASSWORD@host..."): its
+ * offset and length in uri, or false when it has none.  The user info is
+ * taken up to the last '@', so that a password holding a raw '@' or '/'
+ * (which libpq would cut short) is found whole. */
+bool ptc_uri_password(const char *uri, size_t *off, size_t *len);
+/* uri with that password and the value of every password= parameter
+ * replaced by ***, in a new string: what a log line or `portico config`
+ * may show of a connection URI. */
+char *ptc_uri_mask_password(const char *uri);
 /* Parses a decimal integer in [min, max] with nothing else around it. */
 int ptc_parse_int(const char *s, long long min, long long max, long long *out);
 

@@ -37,13 +37,12 @@ ptc_store *ptc_store_open(const char *spec, const char *state_dir, char *err, si
     } else if (ptc_str_has_prefix(spec, "sqlite:")) {
         path = ptc_xstrdup(spec + 7);
     } else if (ptc_str_has_prefix(spec, "postgres://") || ptc_str_has_prefix(spec, "postgresql://")) {
-        snprintf(err, errlen, "store: the PostgreSQL backend is not part of this build yet");
-        goto out;
+        ops = &ptc_store_pg_ops;
     } else {
         snprintf(err, errlen, "store: expected sqlite:PATH or postgres://..., got an unknown scheme");
         goto out;
     }
-    b = ptc_store_sqlite_open(path, err, errlen);
+    b = path ? ptc_store_sqlite_open(path, err, errlen) : ptc_store_pg_open(spec, err, errlen);
     if (b == NULL)
         goto out;
     st = ptc_xcalloc(1, sizeof(*st));

@@ -38,5 +38,8 @@ typedef struct ptc_store_ops {
 /* Backend constructors: NULL with the reason in err. */
 void *ptc_store_sqlite_open(const char *path, char *err, size_t errlen);
 extern const ptc_store_ops ptc_store_sqlite_ops;
+/* conninfo: a postgres:// or postgresql:// URI (libpq's). */
+void *ptc_store_pg_open(const char *conninfo, char *err, size_t errlen);
+extern const ptc_store_ops ptc_store_pg_ops;
 
 #endif

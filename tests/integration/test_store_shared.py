@@ -1,15 +1,18 @@
 """Two portico nodes sharing one store (DESIGN §1): a change committed
 through one node reaches the other node's data plane without a call to
 it (store_poll_interval_ms), a change made through a node starts from the
-other's changes, and a node does not re-apply its own writes.  The store
-here is one SQLite file both nodes open; test_store_postgres.py runs the
-same through PostgreSQL."""
+other's changes, and a node does not re-apply its own writes.  Every test
+runs twice: on one SQLite file both nodes open, and on one PostgreSQL
+database (a private server, pgutil.py)."""
 import socket
 import ssl
+
+import pytest
 
 from conftest import proxy_body, wait_until
 from dnsutil import dig, free_dns_port
 from dp_util import make_cert, put_cert
+from pgutil import pg  # noqa: F401 (fixture)
 
 FOLLOWED = "applied the state another node committed"
 
@@ -17,8 +20,14 @@ FOLLOWED = "applied the state another node committed"
 ZONE = "internal.test"
 
 
-def nodes(portico, tmp_path):
-    store = f"sqlite:{tmp_path / 'shared.db'}"
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'shared.db'}"
+    return request.getfixturevalue("pg").new_database()[1]
+
+
+def nodes(portico, store):
     made = []
     for name in ("a", "b"):
         port = free_dns_port()
@@ -54,8 +63,8 @@ def peer_cert(port, sni):
             return t.getpeercert(binary_form=True)
 
 
-def test_a_change_on_one_node_reaches_the_other(portico, upstream, tmp_path):
-    a, b = nodes(portico, tmp_path)
+def test_a_change_on_one_node_reaches_the_other(portico, upstream, store):
+    a, b = nodes(portico, store)
     up = upstream()
 
     r = a.put_proxy("orders", proxy_body("orders.test", up.port))
@@ -87,8 +96,8 @@ def test_a_change_on_one_node_reaches_the_other(portico, upstream, tmp_path):
     assert revisions == [3, 2, 1]
 
 
-def test_a_certificate_reaches_the_other_node(portico, upstream, tmp_path):
-    a, b = nodes(portico, tmp_path)
+def test_a_certificate_reaches_the_other_node(portico, upstream, store, tmp_path):
+    a, b = nodes(portico, store)
     up = upstream()
     cert, key, path = make_cert(tmp_path, "shop.test")
     put_cert(a, "shop.test", cert, key)
@@ -106,8 +115,8 @@ def test_a_certificate_reaches_the_other_node(portico, upstream, tmp_path):
     assert "PRIVATE KEY" not in b.api("GET", "/certificates/shop.test").text
 
 
-def test_the_follower_survives_a_restart_of_the_other_node(portico, upstream, tmp_path):
-    a, b = nodes(portico, tmp_path)
+def test_the_follower_survives_a_restart_of_the_other_node(portico, upstream, store):
+    a, b = nodes(portico, store)
     up = upstream()
     assert a.put_proxy("one", proxy_body("one.test", up.port)).status == 201
     wait_until(lambda: served_by(b, "one.test"), timeout=10, what="b serves one")
@@ -117,8 +126,8 @@ def test_the_follower_survives_a_restart_of_the_other_node(portico, upstream, tm
     wait_until(lambda: served_by(b, "two.test"), timeout=10, what="restarted b serves two")
 
 
-def test_a_dns_record_reaches_the_other_responder(portico, tmp_path):
-    a, b = nodes(portico, tmp_path)
+def test_a_dns_record_reaches_the_other_responder(portico, store):
+    a, b = nodes(portico, store)
     r = a.api("PUT", "/dns/records/llm", body={"type": "A", "value": "100.1.1.1"})
     assert r.status == 201, r
     want = [(f"llm.{ZONE}.", "A", "100.1.1.1")]

@@ -269,6 +269,40 @@ static void test_ascii_ieq(void)
     }
 }
 
+/* A connection URI made printable: the user info's password and every
+ * password= parameter masked, found whole even when it holds characters
+ * it should have percent-encoded; nothing else touched. */
+static void test_uri_mask_password(void)
+{
+    static const char *const cases[][2] = {
+        {"postgres://portico:s3cret@db.internal:5432/portico",
+         "postgres://portico:***@db.internal:5432/portico"},
+        {"postgresql://u:p@ss/w@rd@h/db?sslmode=require", "postgresql://u:***@h/db?sslmode=require"},
+        {"postgres://u:pa?ss@h/db", "postgres://u:***@h/db"},
+        {"postgres://u:@h/db", "postgres://u:***@h/db"},
+        {"postgres://h/db?user=u&password=xyz&sslmode=disable",
+         "postgres://h/db?user=u&password=***&sslmode=disable"},
+        {"postgres://h/db?PASSWORD=xyz", "postgres://h/db?PASSWORD=***"},
+        {"host=h password=pw dbname=d", "host=h password=*** dbname=d"},
+        {"postgres://u@h:5432/db", "postgres://u@h:5432/db"},
+        {"postgres://h:5432/db", "postgres://h:5432/db"},
+        {"postgres://h/db?old_password_hint=1", "postgres://h/db?old_password_hint=1"},
+        {"sqlite:/var/lib/portico/portico.db", "sqlite:/var/lib/portico/portico.db"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < PTC_ARRAY_LEN(cases); i++) {
+        char *m = ptc_uri_mask_password(cases[i][0]);
+        CHECK_STR(m, cases[i][1]);
+        free(m);
+    }
+    size_t off = 0, len = 0;
+    CHECK(ptc_uri_password("postgres://u:p@ss@h/db", &off, &len));
+    CHECK_INT(off, 13);
+    CHECK_INT(len, 4);
+    CHECK(!ptc_uri_password("postgres://u@h/db", &off, &len));
+    CHECK(!ptc_uri_password("sqlite:a@b:c", &off, &len));
+}
+
 int main(void)
 {
     RUN(test_atomic_write_and_read);
@@ -277,6 +311,7 @@ int main(void)
     RUN(test_json_escape_and_time);
     RUN(test_utf8);
     RUN(test_ascii_ieq);
+    RUN(test_uri_mask_password);
     RUN(test_time_and_numbers);
     RUN(test_proc_stop_all);
     TEST_EXIT();

@@ -158,6 +158,25 @@ static void test_print_redacts_secrets(void)
     ptc_settings_free(s);
 }
 
+/* A store URI is printed (it says where the store is) without its password. */
+static void test_print_masks_store_password(void)
+{
+    char err[256];
+    char *flags[] = {"--store=postgres://portico:pg-Pass-42@db.internal:5432/portico?sslmode=require"};
+    ptc_settings *s = ptc_settings_new();
+    CHECK_INT(ptc_settings_load(s, 1, flags, NULL, err, sizeof(err)), 0);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    ptc_settings_print(s, f, true);
+    ptc_settings_print(s, f, false);
+    fclose(f);
+    CHECK(strstr(out, "pg-Pass-42") == NULL);
+    CHECK(strstr(out, "postgres://portico:***@db.internal:5432/portico?sslmode=require") != NULL);
+    free(out);
+    ptc_settings_free(s);
+}
+
 int main(void)
 {
     RUN(test_defaults);
@@ -166,5 +185,6 @@ int main(void)
     RUN(test_errors_name_the_key);
     RUN(test_parsers);
     RUN(test_print_redacts_secrets);
+    RUN(test_print_masks_store_password);
     TEST_EXIT();
 }

@@ -1,15 +1,69 @@
-/* The SQLite store: migrations, commits as revisions, the state at a
- * revision, certificates, the audit trail and small values, across a
- * reopen. */
+/* The store's contract, backend by backend: migrations, commits as
+ * revisions, the state at a revision, certificates, the audit trail, small
+ * values, ports and DNS records, across a reopen.  Against SQLite always;
+ * with PTC_TEST_POSTGRES set to a postgres:// URI, the same cases run
+ * against that database too (tests/integration/test_store_postgres.py
+ * starts a server and runs this binary so). */
 #include "core/mem.h"
 #include "core/util.h"
 #include "store/store.h"
 #include "testlib.h"
 
 #include <errno.h>
+#include <libpq-fe.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+static const char *pg; /* the PostgreSQL URI, or NULL */
+static bool on_pg;     /* the backend the cases run against */
+
+/* Runs SQL on the test's PostgreSQL database, besides the store. */
+static void pg_exec(const char *sql)
+{
+    PGconn *c = PQconnectdb(pg);
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+    CHECK(ok);
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* A new, empty store location: dir (a mkdtemp template) is made for SQLite;
+ * the PostgreSQL database loses every table of portico's. */
+static void fresh(char *dir)
+{
+    CHECK(mkdtemp(dir) != NULL);
+    if (on_pg)
+        pg_exec("SET client_min_messages = warning;"
+                "DROP TABLE IF EXISTS schema_version, generation, kv, proxies, revisions, proxy_versions,"
+                " certificates, audit, ports, dns_records");
+}
+
+static ptc_store *open_store(const char *dir)
+{
+    char err[256];
+    ptc_store *st = ptc_store_open(on_pg ? pg : "", dir, err, sizeof(err));
+    if (st == NULL)
+        fprintf(stderr, "open: %s\n", err);
+    CHECK(st != NULL);
+    return st;
+}
+
+/* Removes what fresh made. */
+static void clean(const char *dir)
+{
+    static const char *const files[] = {"portico.db", "portico.db-wal", "portico.db-shm"};
+    for (size_t i = 0; i < PTC_ARRAY_LEN(files); i++) {
+        char *f = ptc_path_join(dir, files[i]);
+        unlink(f);
+        free(f);
+    }
+    rmdir(dir);
+}
 
 static const ptc_proxy_defaults defs = {"/health", 1000, 5000};
 
@@ -59,16 +113,17 @@ static int64_t commit(ptc_store *st, const ptc_state *prev, const ptc_state *nex
 static void test_store_lifecycle(void)
 {
     char dir[] = "/tmp/portico-store-XXXXXX";
-    char err[256];
-    CHECK(mkdtemp(dir) != NULL);
-    ptc_store *st = ptc_store_open("", dir, err, sizeof(err));
-    CHECK(st != NULL);
+    fresh(dir);
+    ptc_store *st = open_store(dir);
     CHECK_INT(ptc_store_schema_version(st), 3);
 
-    char *db = ptc_path_join(dir, "portico.db");
-    struct stat sb;
-    CHECK_INT(stat(db, &sb), 0);
-    CHECK_INT(sb.st_mode & 0777, 0600);
+    if (!on_pg) {
+        char *db = ptc_path_join(dir, "portico.db");
+        struct stat sb;
+        CHECK_INT(stat(db, &sb), 0);
+        CHECK_INT(sb.st_mode & 0777, 0600);
+        free(db);
+    }
 
     ptc_state *s0 = NULL;
     CHECK_INT(ptc_store_load_state(st, &s0), 0);
@@ -168,8 +223,7 @@ static void test_store_lifecycle(void)
     ptc_store_close(st);
 
     /* Everything survives a reopen. */
-    st = ptc_store_open("", dir, err, sizeof(err));
-    CHECK(st != NULL);
+    st = open_store(dir);
     CHECK_INT(ptc_store_load_state(st, &now), 0);
     CHECK_INT(now->revision, 4);
     CHECK_INT(now->n_proxies, 2);
@@ -191,14 +245,7 @@ static void test_store_lifecycle(void)
     ptc_state_release(at1);
     ptc_state_release(at2);
     ptc_state_release(now);
-    unlink(db);
-    char *wal = ptc_xasprintf("%s-wal", db), *shm = ptc_xasprintf("%s-shm", db);
-    unlink(wal);
-    unlink(shm);
-    free(wal);
-    free(shm);
-    rmdir(dir);
-    free(db);
+    clean(dir);
 }
 
 /* Two nodes on one store: the generation moves with every commit and
@@ -206,12 +253,10 @@ static void test_store_lifecycle(void)
 static void test_generation(void)
 {
     char dir[] = "/tmp/portico-store-XXXXXX";
-    char err[256];
     int64_t g = -1, g2 = -1;
-    CHECK(mkdtemp(dir) != NULL);
-    ptc_store *a = ptc_store_open("", dir, err, sizeof(err));
-    ptc_store *b = ptc_store_open("", dir, err, sizeof(err));
-    CHECK(a != NULL && b != NULL);
+    fresh(dir);
+    ptc_store *a = open_store(dir);
+    ptc_store *b = open_store(dir);
     CHECK_INT(ptc_store_generation(a, &g), 0);
     CHECK_INT(g, 0);
 
@@ -247,23 +292,15 @@ static void test_generation(void)
     ptc_state_release(s1);
     ptc_store_close(a);
     ptc_store_close(b);
-    char *cmd[] = {"portico.db", "portico.db-wal", "portico.db-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        char *f = ptc_path_join(dir, cmd[i]);
-        unlink(f);
-        free(f);
-    }
-    rmdir(dir);
+    clean(dir);
 }
 
 /* Many audit entries in one transaction, in order, after single ones. */
 static void test_audit_many(void)
 {
     char dir[] = "/tmp/portico-store-XXXXXX";
-    char err[256];
-    CHECK(mkdtemp(dir) != NULL);
-    ptc_store *st = ptc_store_open("", dir, err, sizeof(err));
-    CHECK(st != NULL);
+    fresh(dir);
+    ptc_store *st = open_store(dir);
     ptc_audit_entry one = {.ts = 1, .actor = "local", .action = "proxy.put", .result = "success"};
     CHECK_INT(ptc_store_audit_append(st, &one), 0);
     ptc_audit_entry many[300];
@@ -290,15 +327,152 @@ static void test_audit_many(void)
     CHECK(al.items[1].error_code == NULL);
     ptc_audit_list_free(&al);
     ptc_store_close(st);
-    char *db = ptc_path_join(dir, "portico.db");
-    char *wal = ptc_xasprintf("%s-wal", db), *shm = ptc_xasprintf("%s-shm", db);
-    unlink(db);
-    unlink(wal);
-    unlink(shm);
-    rmdir(dir);
-    free(db);
-    free(wal);
-    free(shm);
+    clean(dir);
+}
+
+/* Ports: an active port and an owner's active internal port exist once;
+ * a release keeps the rows.  DNS: one value per (name, type), a
+ * replacement keeps created_at.  Attempts left in progress are marked
+ * interrupted. */
+static void test_ports_dns_and_interrupted(void)
+{
+    char dir[] = "/tmp/portico-store-XXXXXX";
+    fresh(dir);
+    ptc_store *st = open_store(dir);
+    ptc_port_list pl;
+    size_t n = 99;
+
+    CHECK_INT(ptc_store_port_insert(st, 9000, "a", 80, 1), 0);
+    CHECK_INT(ptc_store_port_insert(st, 9000, "b", 80, 2), -EEXIST);
+    CHECK_INT(ptc_store_port_insert(st, 9001, "a", 80, 3), -EEXIST);
+    CHECK_INT(ptc_store_port_insert(st, 9001, "a", 443, 4), 0);
+    CHECK_INT(ptc_store_ports_list(st, "a", false, &pl), 0);
+    CHECK_INT(pl.n, 2);
+    CHECK_INT(pl.items[0].port, 9000);
+    CHECK_INT(pl.items[0].internal_port, 80);
+    CHECK_STR(pl.items[0].status, "active");
+    CHECK_INT(pl.items[0].allocated_at, 1);
+    CHECK_INT(pl.items[0].released_at, 0);
+    ptc_port_list_free(&pl);
+    CHECK_INT(ptc_store_ports_release(st, "a", 10, &n), 0);
+    CHECK_INT(n, 2);
+    CHECK_INT(ptc_store_ports_release(st, "a", 11, &n), -ENOENT);
+    CHECK_INT(n, 0);
+    CHECK_INT(ptc_store_port_insert(st, 9000, "b", 80, 12), 0);
+    CHECK_INT(ptc_store_ports_list(st, NULL, true, &pl), 0);
+    CHECK_INT(pl.n, 3);
+    CHECK_STR(pl.items[0].owner, "a");
+    CHECK_STR(pl.items[0].status, "released");
+    CHECK_INT(pl.items[0].released_at, 10);
+    CHECK_STR(pl.items[1].owner, "b");
+    CHECK_INT(pl.items[2].port, 9001);
+    ptc_port_list_free(&pl);
+    CHECK_INT(ptc_store_ports_list(st, NULL, false, &pl), 0);
+    CHECK_INT(pl.n, 1);
+    ptc_port_list_free(&pl);
+
+    ptc_dns_record r = {
+        .name = "a.zone", .type = "A", .value = "192.0.2.1", .ttl = 300, .created_at = 1, .updated_at = 1};
+    CHECK_INT(ptc_store_dns_put(st, &r), 0);
+    r.type = "AAAA";
+    r.value = "2001:db8::1";
+    CHECK_INT(ptc_store_dns_put(st, &r), 0);
+    r = (ptc_dns_record){
+        .name = "a.zone", .type = "A", .value = "192.0.2.2", .ttl = 60, .created_at = 9, .updated_at = 9};
+    CHECK_INT(ptc_store_dns_put(st, &r), 0);
+    r.name = "B.zone";
+    CHECK_INT(ptc_store_dns_put(st, &r), 0);
+    ptc_dns_record_list dl;
+    CHECK_INT(ptc_store_dns_list(st, &dl), 0);
+    CHECK_INT(dl.n, 3);
+    CHECK_STR(dl.items[0].name, "B.zone"); /* byte order, as SQLite's */
+    CHECK_STR(dl.items[1].type, "A");
+    CHECK_STR(dl.items[1].value, "192.0.2.2");
+    CHECK_INT(dl.items[1].ttl, 60);
+    CHECK_INT(dl.items[1].created_at, 1);
+    CHECK_INT(dl.items[1].updated_at, 9);
+    CHECK_STR(dl.items[2].type, "AAAA");
+    ptc_dns_record_list_free(&dl);
+    CHECK_INT(ptc_store_dns_delete(st, "a.zone", "AAAA"), 0);
+    CHECK_INT(ptc_store_dns_delete(st, "a.zone", "AAAA"), -ENOENT);
+    CHECK_INT(ptc_store_dns_delete(st, "a.zone", NULL), 0);
+    CHECK_INT(ptc_store_dns_delete(st, "a.zone", NULL), -ENOENT);
+    CHECK_INT(ptc_store_dns_list(st, &dl), 0);
+    CHECK_INT(dl.n, 1);
+    ptc_dns_record_list_free(&dl);
+
+    char *v = NULL;
+    CHECK_INT(ptc_store_kv_set(st, "k", "1"), 0);
+    CHECK_INT(ptc_store_kv_set(st, "k", "2"), 0);
+    CHECK_INT(ptc_store_kv_get(st, "k", &v), 0);
+    CHECK_STR(v, "2");
+    free(v);
+
+    ptc_audit_entry e = {
+        .ts = 1, .actor = "local", .action = "proxy.put", .result = "success", .detail = "put x"};
+    int64_t id1 = 0, id2 = 0, interrupted = -1;
+    CHECK_INT(ptc_store_audit_begin(st, &e, &id1), 0);
+    CHECK_INT(ptc_store_audit_begin(st, &e, &id2), 0);
+    CHECK(id2 > id1);
+    CHECK_INT(ptc_store_audit_finish(st, id1, "failure", "ENGINE_FAILED", "no"), 0);
+    CHECK_INT(ptc_store_audit_interrupted(st, &interrupted), 0);
+    CHECK_INT(interrupted, 1);
+    ptc_audit_list al;
+    CHECK_INT(ptc_store_audit_list(st, 0, 10, &al), 0);
+    CHECK_INT(al.n, 2);
+    CHECK_STR(al.items[0].error_code, "ENGINE_FAILED");
+    CHECK_STR(al.items[1].result, "interrupted");
+    CHECK_STR(al.items[1].detail, "put x (portico stopped before the change completed)");
+    ptc_audit_list_free(&al);
+    ptc_store_close(st);
+    clean(dir);
+}
+
+/* A store whose schema is newer than this build knows is refused. */
+static void test_newer_schema_refused(void)
+{
+    char dir[] = "/tmp/portico-store-XXXXXX", err[256] = "";
+    fresh(dir);
+    ptc_store_close(open_store(dir));
+    if (on_pg) {
+        pg_exec("UPDATE schema_version SET version = 99");
+    } else {
+        sqlite3 *db = NULL;
+        char *path = ptc_path_join(dir, "portico.db");
+        CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+        CHECK_INT(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        free(path);
+    }
+    CHECK(ptc_store_open(on_pg ? pg : "", dir, err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "schema version 99 is newer") != NULL);
+    clean(dir);
+}
+
+/* PostgreSQL: sessions the server ends while the store sits idle (a
+ * terminated backend, a restart) are replaced before the next call sends
+ * anything, so that even a lone write goes through. */
+static void test_session_ended_while_idle(void)
+{
+    char dir[] = "/tmp/portico-store-XXXXXX";
+    fresh(dir);
+    ptc_store *st = open_store(dir);
+    ptc_audit_entry e = {.ts = 1, .actor = "local", .action = "proxy.put", .result = "success"};
+    ptc_audit_list al;
+    for (int i = 0; i < 2; i++) {
+        pg_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'portico' AND datname = current_database()");
+        /* The server's goodbye is on its way once the backend is gone. */
+        pg_exec("DO $$ BEGIN WHILE EXISTS (SELECT 1 FROM pg_stat_activity"
+                " WHERE application_name = 'portico' AND datname = current_database())"
+                " LOOP PERFORM pg_sleep(0.01); END LOOP; END $$");
+        CHECK_INT(ptc_store_audit_append(st, &e), 0);
+    }
+    CHECK_INT(ptc_store_audit_list(st, 0, 10, &al), 0);
+    CHECK_INT(al.n, 2);
+    ptc_audit_list_free(&al);
+    ptc_store_close(st);
+    clean(dir);
 }
 
 static void test_bad_specs(void)
@@ -307,13 +481,47 @@ static void test_bad_specs(void)
     CHECK(ptc_store_open("mysql://x", "/tmp", err, sizeof(err)) == NULL);
     CHECK(strstr(err, "unknown scheme") != NULL);
     CHECK(ptc_store_open("sqlite:/nonexistent-dir/x.db", "/tmp", err, sizeof(err)) == NULL);
+    /* Nothing listens on port 1: the reason names the server, never the
+     * password. */
+    CHECK(ptc_store_open("postgres://portico:pw-Xyzzy@127.0.0.1:1/portico", "/tmp", err, sizeof(err)) ==
+          NULL);
+    CHECK(strstr(err, "postgres://portico:***@127.0.0.1:1/portico") != NULL);
+    CHECK(strstr(err, "127.0.0.1") != NULL && strstr(err, "Xyzzy") == NULL);
+    CHECK(ptc_store_open("postgresql://127.0.0.1:1/portico?password=pw-Xyzzy&connect_timeout=2", "/tmp", err,
+                         sizeof(err)) == NULL);
+    CHECK(strstr(err, "Xyzzy") == NULL);
+    /* libpq would cut the password at a raw '@' or '/' and show the rest
+     * as a host name. */
+    CHECK(ptc_store_open("postgres://portico:pw@Xyzzy@127.0.0.1:1/portico", "/tmp", err, sizeof(err)) ==
+          NULL);
+    CHECK(strstr(err, "percent-encode") != NULL && strstr(err, "Xyzzy") == NULL);
+    /* libpq's parse errors quote the piece they choke on. */
+    CHECK(ptc_store_open("postgres://portico:pw%zzXyzzy@127.0.0.1:1/portico", "/tmp", err, sizeof(err)) ==
+          NULL);
+    CHECK(strstr(err, "not a valid") != NULL && strstr(err, "Xyzzy") == NULL);
 }
 
-int main(void)
+static void run_cases(void)
 {
     RUN(test_store_lifecycle);
     RUN(test_audit_many);
     RUN(test_generation);
+    RUN(test_ports_dns_and_interrupted);
+    RUN(test_newer_schema_refused);
+    if (on_pg)
+        RUN(test_session_ended_while_idle);
+}
+
+int main(void)
+{
+    pg = getenv("PTC_TEST_POSTGRES");
+    printf("-- sqlite\n");
+    run_cases();
+    if (pg) {
+        on_pg = true;
+        printf("-- postgresql\n");
+        run_cases();
+    }
     RUN(test_bad_specs);
     TEST_EXIT();
 }
