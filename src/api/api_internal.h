@@ -274,5 +274,7 @@ void ptc_api_dns_record_put(ptc_call *c);
 void ptc_api_dns_record_delete(ptc_call *c);
 void ptc_api_dns_zone(ptc_call *c);
 void ptc_api_add_record(ptc_call *c);
+/* GET / and GET /ui/{file}: the web page's files (ui.c). */
+void ptc_api_ui(ptc_call *c);
 
 #endif

@@ -20,7 +20,7 @@ typedef struct route {
     const char *method;
     const char *pattern; /* "{}" matches one path segment */
     void (*handler)(ptc_call *c);
-    bool public; /* answered without a token (only the health check) */
+    bool public; /* answered without a token (the health check, the web page's files) */
 } route;
 
 static const route routes[] = {
@@ -50,6 +50,12 @@ static const route routes[] = {
     {"DELETE", "/dns/records/{}", ptc_api_dns_record_delete, false},
     {"GET", "/dns/zone", ptc_api_dns_zone, false},
     {"POST", "/add-record", ptc_api_add_record, false},
+    /* The page holds no data (its every call carries the token), so a
+     * browser loads it before the operator has typed one. */
+    {"GET", "/", ptc_api_ui, true},
+    {"HEAD", "/", ptc_api_ui, true},
+    {"GET", "/ui/{}", ptc_api_ui, true},
+    {"HEAD", "/ui/{}", ptc_api_ui, true},
 };
 
 /* Per-request state kept by libmicrohttpd between handler calls. */
