@@ -45,6 +45,11 @@ struct ptc_api {
     uint32_t dns_serial;
 };
 
+/* An answer header of a handler's own (name and value: static strings). */
+typedef struct ptc_header {
+    const char *name, *value;
+} ptc_header;
+
 /* One call: what the handler reads and what it answers. */
 typedef struct ptc_call {
     ptc_api *api;
@@ -58,9 +63,14 @@ typedef struct ptc_call {
     const char *params[4]; /* path parameters, e.g. the {name} of /proxies/{name} */
     /* the answer */
     unsigned status;
-    json_t *reply; /* owned */
-    char *text;    /* a non-JSON reply (metrics, zone files), owned */
+    json_t *reply;             /* owned */
+    char *text;                /* a non-JSON reply (metrics, zone files), owned */
+    const unsigned char *data; /* a static reply of data_len bytes (the web page's files) */
+    size_t data_len;
     const char *content_type;
+    /* more answer headers, ended by {NULL}; a Cache-Control among them
+     * replaces the default no-store */
+    const ptc_header *headers;
 } ptc_call;
 
 /* Answers status with body (reference taken over). */
@@ -264,5 +274,7 @@ void ptc_api_dns_record_put(ptc_call *c);
 void ptc_api_dns_record_delete(ptc_call *c);
 void ptc_api_dns_zone(ptc_call *c);
 void ptc_api_add_record(ptc_call *c);
+/* GET / and GET /ui/{file}: the web page's files (ui.c). */
+void ptc_api_ui(ptc_call *c);
 
 #endif

@@ -20,7 +20,7 @@ typedef struct route {
     const char *method;
     const char *pattern; /* "{}" matches one path segment */
     void (*handler)(ptc_call *c);
-    bool public; /* answered without a token (only the health check) */
+    bool public; /* answered without a token (the health check, the web page's files) */
 } route;
 
 static const route routes[] = {
@@ -50,6 +50,12 @@ static const route routes[] = {
     {"DELETE", "/dns/records/{}", ptc_api_dns_record_delete, false},
     {"GET", "/dns/zone", ptc_api_dns_zone, false},
     {"POST", "/add-record", ptc_api_add_record, false},
+    /* The page holds no data (its every call carries the token), so a
+     * browser loads it before the operator has typed one. */
+    {"GET", "/", ptc_api_ui, true},
+    {"HEAD", "/", ptc_api_ui, true},
+    {"GET", "/ui/{}", ptc_api_ui, true},
+    {"HEAD", "/ui/{}", ptc_api_ui, true},
 };
 
 /* Per-request state kept by libmicrohttpd between handler calls. */
@@ -322,8 +328,16 @@ static void dispatch(ptc_call *c)
         return;
     }
     found->handler(c);
-    if (c->reply == NULL && c->text == NULL)
+    if (c->reply == NULL && c->text == NULL && c->data == NULL)
         ptc_call_error(c, 500, "INTERNAL_ERROR", "the call produced no answer", NULL);
+}
+
+static bool has_header(const ptc_header *h, const char *name)
+{
+    for (; h && h->name; h++)
+        if (strcasecmp(h->name, name) == 0)
+            return true;
+    return false;
 }
 
 static enum MHD_Result send_answer(ptc_call *c)
@@ -333,21 +347,30 @@ static enum MHD_Result send_answer(ptc_call *c)
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
-    if (c->text) {
-        data = c->text;
-        c->text = NULL;
-        len = strlen(data);
+    if (c->data) {
+        /* Embedded in the binary: lives as long as the process, and
+         * libmicrohttpd only reads a persistent buffer. */
+        resp = MHD_create_response_from_buffer(c->data_len, (void *)c->data, MHD_RESPMEM_PERSISTENT);
     } else {
-        data = json_dumps(c->reply, JSON_COMPACT);
-        len = strlen(data);
-        data = ptc_xrealloc(data, len + 2);
-        data[len++] = '\n';
-        data[len] = '\0';
+        if (c->text) {
+            data = c->text;
+            c->text = NULL;
+            len = strlen(data);
+        } else {
+            data = json_dumps(c->reply, JSON_COMPACT);
+            len = strlen(data);
+            data = ptc_xrealloc(data, len + 2);
+            data[len++] = '\n';
+            data[len] = '\0';
+        }
+        resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     }
-    resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", c->content_type ? c->content_type : "application/json");
     MHD_add_response_header(resp, "X-Correlation-ID", c->correlation_id);
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (!has_header(c->headers, "Cache-Control"))
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+    for (const ptc_header *h = c->headers; h && h->name; h++)
+        MHD_add_response_header(resp, h->name, h->value);
     if (c->status == 405 && c->reply) {
         const char *allow = json_string_value(
             json_object_get(json_object_get(json_object_get(c->reply, "error"), "details"), "allow"));
