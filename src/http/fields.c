@@ -8,22 +8,32 @@ static bool ows(char c)
     return c == ' ' || c == '\t';
 }
 
+/* The next item of the comma-separated list v[0..n) from *i on, without
+ * the white space around it (possibly empty); false at the end. */
+static bool next_item(const char *v, size_t n, size_t *i, ptc_str *item)
+{
+    if (*i >= n)
+        return false;
+    size_t start = *i, e = start;
+    while (e < n && v[e] != ',')
+        e++;
+    *i = e + 1;
+    while (start < e && ows(v[start]))
+        start++;
+    while (e > start && ows(v[e - 1]))
+        e--;
+    *item = ptc_str_make(v + start, e - start);
+    return true;
+}
+
 /* Whether the comma-separated list v[0..n) holds tok[0..toklen). */
 static bool list_has(const char *v, size_t n, const char *tok, size_t toklen)
 {
     size_t i = 0;
-    while (i < n) {
-        size_t start = i;
-        while (i < n && v[i] != ',')
-            i++;
-        size_t e = i++;
-        while (start < e && ows(v[start]))
-            start++;
-        while (e > start && ows(v[e - 1]))
-            e--;
-        if (e - start == toklen && toklen > 0 && ptc_ascii_ieq(v + start, tok, toklen))
+    ptc_str item;
+    while (next_item(v, n, &i, &item))
+        if (item.len == toklen && toklen > 0 && ptc_ascii_ieq(item.p, tok, toklen))
             return true;
-    }
     return false;
 }
 
@@ -66,18 +76,9 @@ void ptc_http_conn_options_collect(const ptc_http_header *headers, size_t n, ptc
     for (size_t i = 0; i < n; i++) {
         if (headers[i].name.len != 10 || !ptc_str_ieq(headers[i].name, "connection"))
             continue;
-        const char *v = headers[i].value.p;
-        size_t len = headers[i].value.len, j = 0;
-        while (j < len) {
-            size_t start = j;
-            while (j < len && v[j] != ',')
-                j++;
-            size_t e = j++;
-            while (start < e && ows(v[start]))
-                start++;
-            while (e > start && ows(v[e - 1]))
-                e--;
-            ptc_str tok = ptc_str_make(v + start, e - start);
+        size_t j = 0;
+        ptc_str tok;
+        while (next_item(headers[i].value.p, headers[i].value.len, &j, &tok)) {
             if (tok.len == 0 || ptc_http_is_hop_by_hop(tok))
                 continue;
             if (out->n == PTC_HTTP_CONN_OPTIONS_MAX) {
