@@ -117,13 +117,19 @@ def download(port, host, target):
                 state["need"] += skip
                 i += skip
                 continue
-            j = b.find(b"\r\n", i)
-            if j < 0:
-                state["line"] += b[i:]
-                return False
-            line = state["line"] + b[i:j]
-            state["line"] = b""
-            i = j + 2
+            if state["line"].endswith(b"\r") and b[i:i + 1] == b"\n":
+                # The read ended between the CR and the LF of the size line.
+                line = state["line"][:-1]
+                state["line"] = b""
+                i += 1
+            else:
+                j = b.find(b"\r\n", i)
+                if j < 0:
+                    state["line"] += b[i:]
+                    return False
+                line = state["line"] + b[i:j]
+                state["line"] = b""
+                i = j + 2
             size = int(line.split(b";")[0], 16)
             if size == 0:
                 return True
