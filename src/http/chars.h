@@ -41,21 +41,29 @@ static inline unsigned ptc_http_hexval(uint8_t c)
 #define PTC_HC_FIRST(mask) ((size_t)__builtin_ctzll(mask) / 8)
 #endif
 
-/* The first CR or LF in [p, end), or end. */
+/* The first CR or LF in [p, end), or end.  One subtraction finds every
+ * byte below 0x0e (CR and LF are 0x0d and 0x0a); the rare others (HTAB in
+ * a field value, or a control byte the parser will refuse) are stepped
+ * over. */
 static inline const char *ptc_http_find_crlf(const char *p, const char *end)
 {
-    while (end - p >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        uint64_t cr = v ^ (PTC_HC_ONES * '\r'), lf = v ^ (PTC_HC_ONES * '\n');
-        uint64_t mask = PTC_HC_ZEROS(cr) | PTC_HC_ZEROS(lf);
-        if (mask)
-            return p + PTC_HC_FIRST(mask);
-        p += 8;
-    }
-    while (p < end && *p != '\r' && *p != '\n')
+    for (;;) {
+        while (end - p >= 8) {
+            uint64_t v;
+            memcpy(&v, p, 8);
+            uint64_t mask = (v - PTC_HC_ONES * 0x0e) & ~v & PTC_HC_HIGHS;
+            if (mask) {
+                p += PTC_HC_FIRST(mask);
+                break;
+            }
+            p += 8;
+        }
+        while (p < end && (uint8_t)*p >= 0x0e)
+            p++;
+        if (p == end || *p == '\r' || *p == '\n')
+            return p;
         p++;
-    return p;
+    }
 }
 
 /* The first control byte (0x00-0x1f or DEL, HTAB included) in [p, end), or

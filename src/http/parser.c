@@ -128,6 +128,9 @@ static bool value_ieq(const char *v, size_t n, const char *lit, size_t litlen)
 }
 
 #define VALUE_IS(v, n, lit) value_ieq((v), (n), lit, sizeof(lit) - 1)
+/* A field value (no control byte but HTAB) against a literal of letters,
+ * digits and '-': a word at a time (see ptc_http_name_is). */
+#define TOKEN_IS(v, n, lit) PTC_HTTP_NAME_IS(ptc_str_make((v), (n)), lit)
 
 static bool is_ows(char c)
 {
@@ -171,20 +174,20 @@ static void scan_connection(const char *v, size_t n, fields_info *fi)
     size_t i = 0;
     while (i < n) {
         size_t start = i;
-        while (i < n && v[i] != ',')
-            i++;
+        const char *comma = memchr(v + i, ',', n - i);
+        i = comma != NULL ? (size_t)(comma - v) : n;
         size_t e = i++;
         while (start < e && is_ows(v[start]))
             start++;
         while (e > start && is_ows(v[e - 1]))
             e--;
-        if (VALUE_IS(v + start, e - start, "keep-alive"))
+        if (TOKEN_IS(v + start, e - start, "keep-alive"))
             fi->conn_keep_alive = true;
-        else if (VALUE_IS(v + start, e - start, "upgrade"))
+        else if (TOKEN_IS(v + start, e - start, "upgrade"))
             fi->conn_upgrade = true;
         else if (e > start)
             fi->conn_options = true;
-        if (VALUE_IS(v + start, e - start, "close"))
+        if (TOKEN_IS(v + start, e - start, "close"))
             fi->conn_close = true;
     }
 }
@@ -208,7 +211,7 @@ static int classify(const ptc_http_header *h, fields_info *fi, ptc_http_error *e
         break;
     case 6:
         if (fi->is_request && name_is(name, "expect", 6)) {
-            if (VALUE_IS(v, n, "100-continue"))
+            if (TOKEN_IS(v, n, "100-continue"))
                 fi->expect_continue = true;
             else
                 fi->expect_other = true;
@@ -277,6 +280,10 @@ static const char *parse_fields(const char *head, const char *p, const char *end
             return NULL;
         }
         const char *name = p;
+        /* Four bytes per end check: names are mostly longer than that. */
+        while (end - p >= 4 && PTC_HC(p[0], PTC_HC_TCHAR) && PTC_HC(p[1], PTC_HC_TCHAR) &&
+               PTC_HC(p[2], PTC_HC_TCHAR) && PTC_HC(p[3], PTC_HC_TCHAR))
+            p += 4;
         while (p < end && PTC_HC(*p, PTC_HC_TCHAR))
             p++;
         if (p >= end) {
@@ -405,6 +412,19 @@ static bool valid_host(ptc_str s)
     return ptc_http_parse_host(s.p, s.len, host, sizeof(host), &port) == 0;
 }
 
+/* Normalises s (the authority) into req->host and req->port: parsed once,
+ * here, for both the check and the routing. */
+static int set_host(ptc_http_request *req, ptc_str s)
+{
+    if (ptc_http_parse_host(s.p, s.len, req->host, sizeof(req->host), &req->port) != 0) {
+        req->host[0] = '\0';
+        req->port = 0;
+        return -1;
+    }
+    req->host_len = strlen(req->host);
+    return 0;
+}
+
 /* Splits path?query starting at p (the path's first byte) up to end. */
 static void split_query(ptc_http_request *req, const char *p, const char *end)
 {
@@ -452,7 +472,7 @@ static int parse_target(ptc_http_request *req, ptc_http_error *err)
         ae++;
     req->form = PTC_HTTP_FORM_ABSOLUTE;
     req->authority = ptc_str_make(a, (size_t)(ae - a));
-    if (!valid_host(req->authority))
+    if (set_host(req, req->authority) != 0)
         return fail(err, 400, "invalid authority in request-target");
     if (ae < end && *ae == '/') {
         split_query(req, ae, end);
@@ -474,7 +494,7 @@ static int request_te(const fields_info *fi, int minor, ptc_http_error *err)
         return fail(err, 400, "both Content-Length and Transfer-Encoding");
     if (minor == 0)
         return fail(err, 400, "Transfer-Encoding in HTTP/1.0");
-    if (VALUE_IS(v, n, "chunked"))
+    if (TOKEN_IS(v, n, "chunked"))
         return 0;
     if (n == 0)
         return fail(err, 400, "empty Transfer-Encoding");
@@ -485,8 +505,8 @@ static int request_te(const fields_info *fi, int minor, ptc_http_error *err)
             return fail(err, 400, "invalid Transfer-Encoding");
     /* A coding we know but that leaves the length unknown (RFC 9112 §6.3
      * item 4) is a bad request; one we have never heard of is 501 (§6.1). */
-    if (VALUE_IS(v, n, "gzip") || VALUE_IS(v, n, "x-gzip") || VALUE_IS(v, n, "deflate") ||
-        VALUE_IS(v, n, "compress") || VALUE_IS(v, n, "x-compress"))
+    if (TOKEN_IS(v, n, "gzip") || TOKEN_IS(v, n, "x-gzip") || TOKEN_IS(v, n, "deflate") ||
+        TOKEN_IS(v, n, "compress") || TOKEN_IS(v, n, "x-compress"))
         return fail(err, 400, "chunked is not the final transfer coding");
     return fail(err, 501, "unknown transfer coding");
 }
@@ -506,6 +526,9 @@ int ptc_http_parse_request(const char *buf, size_t len, ptc_http_request *req, p
     req->content_length = -1;
     req->chunked = req->keep_alive = req->expect_continue = req->upgrade = false;
     req->head_len = 0;
+    req->host[0] = '\0';
+    req->host_len = 0;
+    req->port = 0;
 
     while (end - p >= 2 && p[0] == '\r' && p[1] == '\n')
         p += 2;
@@ -555,10 +578,15 @@ int ptc_http_parse_request(const char *buf, size_t len, ptc_http_request *req, p
 
     if (fi.host == NULL && minor == 1)
         return fail(err, 400, "missing Host");
-    if (fi.host && !valid_host(fi.host->value))
-        return fail(err, 400, "invalid Host");
-    if (req->form != PTC_HTTP_FORM_ABSOLUTE && fi.host)
+    if (req->form == PTC_HTTP_FORM_ABSOLUTE) {
+        /* The target's authority wins; Host must still be valid. */
+        if (fi.host && !valid_host(fi.host->value))
+            return fail(err, 400, "invalid Host");
+    } else if (fi.host) {
         req->authority = fi.host->value;
+        if (set_host(req, req->authority) != 0)
+            return fail(err, 400, "invalid Host");
+    }
 
     if (fi.te) {
         if (request_te(&fi, minor, err) != 0)
@@ -632,7 +660,7 @@ static int parse_response(const char *buf, size_t len, ptc_http_method req_metho
             return fail(err, 502, "Transfer-Encoding in HTTP/1.0");
         /* Only "chunked" alone: a coding under it would have to be passed
          * on, and the proxy re-writes framing headers. */
-        if (!VALUE_IS(fi.te->value.p, fi.te->value.len, "chunked"))
+        if (!TOKEN_IS(fi.te->value.p, fi.te->value.len, "chunked"))
             return fail(err, 502, "Transfer-Encoding other than chunked");
         res->chunked = true;
     }

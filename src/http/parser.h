@@ -66,7 +66,11 @@ typedef struct ptc_http_request {
     bool has_query;
     ptc_str authority; /* absolute-form: the target's authority, which wins over Host (RFC 9112 §3.2.2);
                           else the Host header's value; empty for HTTP/1.0 without Host.  Validated
-                          with ptc_http_parse_host, but raw: normalise with it before routing */
+                          with ptc_http_parse_host, but raw: host and port are its normalised form */
+    char host[256];    /* authority's host as ptc_http_parse_host writes it (lower case, no port, no
+                          trailing dot); "" when authority is empty */
+    size_t host_len;
+    unsigned port; /* authority's port, 0 when it has none */
     int minor_version; /* HTTP/1.0 or HTTP/1.1 */
     ptc_http_header headers[PTC_HTTP_MAX_HEADERS];
     size_t n_headers;

@@ -497,13 +497,6 @@ static void start_request(ptc_client *c, size_t head_len)
     bool has_body = req->chunked || req->content_length > 0;
     x->req_read = !has_body;
 
-    char host[256] = "";
-    unsigned port = 0;
-    if (req->authority.len > 0 &&
-        ptc_http_parse_host(req->authority.p, req->authority.len, host, sizeof(host), &port) < 0) {
-        own_answer(c, 400, "BAD_REQUEST", "invalid Host", true, PTC_STR_LIT(""));
-        return;
-    }
     ptc_str path = PTC_STR_LIT("/");
     if (req->form != PTC_HTTP_FORM_ASTERISK) {
         ssize_t n = ptc_http_normalize_path(req->path.p, req->path.len, w->path);
@@ -525,7 +518,7 @@ static void start_request(ptc_client *c, size_t head_len)
         return;
     size_t plen = 0;
     const ptc_snap_route *route =
-        ptc_snap_route_match(x->held->snap, ptc_str_make(host, strlen(host)), path, &plen);
+        ptc_snap_route_match(x->held->snap, ptc_str_make(req->host, req->host_len), path, &plen);
     if (route == NULL) {
         own_answer(c, 404, "ROUTE_NOT_FOUND", "no route for this host and path", has_body, PTC_STR_LIT(""));
         return;
@@ -535,7 +528,7 @@ static void start_request(ptc_client *c, size_t head_len)
     if (route->https_only && !c->tls) {
         ptc_buf loc = PTC_BUF_INIT;
         unsigned hp = w->https_port ? w->https_port : 443;
-        ptc_buf_appendf(&loc, "https://%s", host);
+        ptc_buf_appendf(&loc, "https://%s", req->host);
         if (hp != 443)
             ptc_buf_appendf(&loc, ":%u", hp);
         ptc_buf_append(&loc, path.p, path.len);

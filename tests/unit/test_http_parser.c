@@ -1,6 +1,7 @@
 /* The head parser against research/reliability.md §2: one test per row
  * that concerns parsing (named rowNN_…), the upstream-response paragraph,
  * good paths, and ptc_http_scan_head's incremental behaviour and limits. */
+#include "http/chars.h"
 #include "http/chunked.h"
 #include "http/parser.h"
 #include "http/uri.h"
@@ -409,16 +410,24 @@ static void row14_request_target_forms(void)
 
 static void row15_host_normalised(void)
 {
-    char host[256];
-    unsigned port;
+    /* The parser hands over the normal form it checked: routing uses it. */
     CHECK_INT(REQ("GET / HTTP/1.1\r\nHost: EXAMPLE.com.:443\r\n\r\n"), 0);
-    CHECK_INT(ptc_http_parse_host(req.authority.p, req.authority.len, host, sizeof(host), &port), 0);
-    CHECK_STR(host, "example.com");
-    CHECK_INT(port, 443);
+    CHECK_STR(req.host, "example.com");
+    CHECK_INT(req.host_len, 11);
+    CHECK_INT(req.port, 443);
     CHECK_INT(REQ("GET http://[::1]:8080/ HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
-    CHECK_INT(ptc_http_parse_host(req.authority.p, req.authority.len, host, sizeof(host), &port), 0);
-    CHECK_STR(host, "[::1]");
-    CHECK_INT(port, 8080);
+    CHECK_STR(req.host, "[::1]");
+    CHECK_INT(req.port, 8080);
+    /* The target's authority wins over Host, which is checked all the same. */
+    CHECK_INT(REQ("GET http://B.ex/ HTTP/1.1\r\nHost: a.ex:81\r\n\r\n"), 0);
+    CHECK_STR(req.host, "b.ex");
+    CHECK_INT(req.port, 0);
+    CHECK_INT(REQ("GET http://b.ex/ HTTP/1.1\r\nHost: a..ex\r\n\r\n"), 400);
+    /* No Host in HTTP/1.0: no host, and nothing left from the last request. */
+    CHECK_INT(REQ("GET / HTTP/1.0\r\n\r\n"), 0);
+    CHECK_STR(req.host, "");
+    CHECK_INT(req.host_len, 0);
+    CHECK_INT(req.port, 0);
 }
 
 /* The normal form of the parsed request's path, or "ERR". */
@@ -795,6 +804,34 @@ static void scan_bare_line_ends(void)
     CHECK_INT(ptc_http_scan_head("\r\nHTTP/1.1 200 OK\r\n\r\n", 21, &scan, false, &err), -1);
 }
 
+/* The line-end search steps over HTAB and the other control bytes below
+ * CR wherever they fall in a word: against a byte loop, every offset. */
+static void scan_find_crlf_every_offset(void)
+{
+    static const char fill[] = {'a', '\t', '\x01', '\x0b', '\x0c', '\x0e', '\x80', '\xff', ' ', '\0'};
+    char buf[40];
+    unsigned seed = 7;
+    for (int round = 0; round < 4000; round++) {
+        size_t len = 1 + (size_t)(round % (int)sizeof(buf));
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            buf[i] = fill[(seed >> 16) % sizeof(fill)];
+        }
+        seed = seed * 1103515245u + 12345u;
+        if (seed % 3 != 0)
+            buf[(seed >> 8) % len] = (seed & 1) ? '\r' : '\n';
+        size_t want = 0;
+        while (want < len && buf[want] != '\r' && buf[want] != '\n')
+            want++;
+        CHECK_INT(ptc_http_find_crlf(buf, buf + len) - buf, (long)want);
+    }
+    /* A value with HTAB and a stray control byte: the head still ends at
+     * the first empty line (the parser refuses the control byte later). */
+    static const char head[] = "GET / HTTP/1.1\r\nHost: a\r\nX: \t1\x0b2\t\r\n\r\nnext";
+    size_t scan = 0;
+    CHECK_INT(ptc_http_scan_head(head, sizeof(head) - 1, &scan, true, &err), (long)sizeof(head) - 1 - 4);
+}
+
 static void scan_limits_incremental(void)
 {
     size_t big = 40 * 1024;
@@ -906,6 +943,7 @@ int main(void)
     RUN(good_response_bodyless);
     RUN(scan_byte_at_a_time);
     RUN(scan_bare_line_ends);
+    RUN(scan_find_crlf_every_offset);
     RUN(scan_limits_incremental);
     RUN(scan_pipelined_stops_at_first_head);
     RUN(parse_without_scan_is_safe);
