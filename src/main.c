@@ -11,7 +11,6 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -112,12 +111,13 @@ static int serve(int nflags, char **flags)
         if (sig < 0) {
             /* Every change frees the arrays of the state and snapshot it
              * replaced (megabytes at 10,000 proxies), which malloc keeps
-             * unless asked: after such work, at most every five seconds,
-             * the free pages go back (a millisecond or two of arena
-             * locks, on this otherwise idle thread). */
+             * unless asked, and the engine keeps scratch memory for the next
+             * change: after such work, at most every five seconds, both go
+             * back (a millisecond or two of arena locks, on this otherwise
+             * idle thread). */
             uint64_t activity = ptc_api_activity(api);
             if (activity != trimmed_at) {
-                malloc_trim(0);
+                ptc_api_trim(api);
                 trimmed_at = activity;
             }
             continue;

@@ -31,6 +31,10 @@ int ptc_api_preflight(const ptc_settings *s, char *err, size_t errlen);
  * proxies behind one upstream make 10,000 audit entries).  Housekeeping
  * gives free pages back after it moves.  Thread-safe. */
 uint64_t ptc_api_activity(ptc_api *api);
+/* Housekeeping after activity: lets the engine give back its scratch
+ * memory (between applies), then returns free heap pages to the system.
+ * Blocks while a change is being applied.  Thread-safe. */
+void ptc_api_trim(ptc_api *api);
 /* Stops accepting calls, waits for calls in progress, frees the API. */
 void ptc_api_stop(ptc_api *api);
 

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -119,6 +120,16 @@ const char *ptc_call_query(ptc_call *c, const char *name)
 uint64_t ptc_api_activity(ptc_api *api)
 {
     return atomic_load(&api->activity);
+}
+
+void ptc_api_trim(ptc_api *api)
+{
+    if (api->engine->ops->trim != NULL) {
+        pthread_mutex_lock(&api->apply_lock);
+        api->engine->ops->trim(api->engine);
+        pthread_mutex_unlock(&api->apply_lock);
+    }
+    malloc_trim(0);
 }
 
 const ptc_state *ptc_api_state(ptc_api *api)

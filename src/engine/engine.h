@@ -90,6 +90,10 @@ typedef struct ptc_engine_ops {
     /* Appends the engine's metrics in Prometheus text format (NULL when the
      * engine has none of its own). */
     void (*metrics)(ptc_engine *e, ptc_buf *out);
+    /* Gives back scratch memory the engine keeps between applies to make a
+     * run of them cheap.  Called with applies serialised, when the API has
+     * been idle for a while.  NULL when the engine keeps none. */
+    void (*trim)(ptc_engine *e);
     /* Stops what the engine started (a managed nginx, the data plane
      * workers after draining) and frees it. */
     void (*destroy)(ptc_engine *e);

@@ -70,7 +70,7 @@ typedef struct ptc_http_request {
     char host[256];    /* authority's host as ptc_http_parse_host writes it (lower case, no port, no
                           trailing dot); "" when authority is empty */
     size_t host_len;
-    unsigned port; /* authority's port, 0 when it has none */
+    unsigned port;     /* authority's port, 0 when it has none */
     int minor_version; /* HTTP/1.0 or HTTP/1.1 */
     ptc_http_header headers[PTC_HTTP_MAX_HEADERS];
     size_t n_headers;

@@ -31,6 +31,10 @@ void ptc_proxy_release(const ptc_proxy *p)
     ptc_proxy *m = (ptc_proxy *)p;
     if (m == NULL || atomic_fetch_sub(&m->refs, 1) != 1)
         return;
+    if (m->packed) {
+        free(m);
+        return;
+    }
     free(m->name);
     free(m->domain);
     free(m->path_prefix);
@@ -41,20 +45,44 @@ void ptc_proxy_release(const ptc_proxy *p)
     free(m);
 }
 
+_Static_assert(sizeof(ptc_proxy) % _Alignof(ptc_upstream) == 0, "upstreams follow a packed proxy");
+
+/* Copies s (NULL stays NULL) to *at and moves *at past it. */
+static char *pack_str(char **at, const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = memcpy(*at, s, n);
+    *at += n;
+    return d;
+}
+
+static size_t str_size(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
+
 ptc_proxy *ptc_proxy_clone(const ptc_proxy *p)
 {
-    ptc_proxy *c = ptc_xmalloc(sizeof(*c));
+    size_t bytes = sizeof(ptc_proxy) + p->n_upstreams * sizeof(ptc_upstream) + str_size(p->name) +
+                   str_size(p->domain) + str_size(p->path_prefix) + str_size(p->health_check.path);
+    for (size_t i = 0; i < p->n_upstreams; i++)
+        bytes += str_size(p->upstreams[i].host);
+    ptc_proxy *c = ptc_xmalloc(bytes);
     memcpy(c, p, sizeof(*c));
     atomic_init(&c->refs, 1);
-    c->name = ptc_xstrdup(p->name);
-    c->domain = ptc_xstrdup(p->domain);
-    c->path_prefix = ptc_xstrdup(p->path_prefix);
-    c->health_check.path = ptc_xstrdup(p->health_check.path);
-    c->upstreams = ptc_xcalloc(p->n_upstreams, sizeof(ptc_upstream));
+    c->packed = true;
+    c->upstreams = (ptc_upstream *)(c + 1);
+    char *at = (char *)(c->upstreams + p->n_upstreams);
     for (size_t i = 0; i < p->n_upstreams; i++) {
         c->upstreams[i] = p->upstreams[i];
-        c->upstreams[i].host = ptc_xstrdup(p->upstreams[i].host);
+        c->upstreams[i].host = pack_str(&at, p->upstreams[i].host);
     }
+    c->name = pack_str(&at, p->name);
+    c->domain = pack_str(&at, p->domain);
+    c->path_prefix = pack_str(&at, p->path_prefix);
+    c->health_check.path = pack_str(&at, p->health_check.path);
     return c;
 }
 
@@ -398,6 +426,10 @@ ptc_proxy *ptc_proxy_from_stored(const json_t *j)
     p->created_at = json_integer_value(json_object_get(j, "created_at"));
     p->updated_at = json_integer_value(json_object_get(j, "updated_at"));
     p->revision = json_integer_value(json_object_get(j, "revision"));
+    /* Loaded proxies stay for the life of the state: one block each. */
+    ptc_proxy *packed = ptc_proxy_clone(p);
+    ptc_proxy_release(p);
+    p = packed;
 out:
     json_decref(req);
     json_decref(errors);

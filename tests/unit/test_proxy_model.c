@@ -161,6 +161,7 @@ static void test_stored_round_trip_and_equality(void)
         CHECK_INT(q->created_at, 1000);
         CHECK_INT(q->revision, 7);
         CHECK_INT(q->source, PTC_SOURCE_REGISTRY);
+        CHECK(q->packed); /* loaded proxies are one block each */
         ptc_proxy *r = ptc_proxy_clone(q);
         r->upstreams[0].port = 2;
         CHECK(!ptc_proxy_spec_equal(q, r));
@@ -172,6 +173,46 @@ static void test_stored_round_trip_and_equality(void)
     json_decref(j);
     ptc_proxy_release(q);
     ptc_proxy_release(p);
+    json_decref(errors);
+}
+
+/* A clone is one block: every string and the upstreams inside it, equal
+ * to the original, independent of it, and freed with it (ASan checks). */
+static void test_clone_is_one_block(void)
+{
+    json_t *errors;
+    ptc_proxy *p =
+        parse("{\"domain\": \"*.b.example\", \"path_prefix\": \"/api\", \"upstreams\":"
+              " [{\"host\": \"10.0.0.5\", \"port\": 8001}, {\"host\": \"u2.internal\", \"port\": 8002,"
+              " \"weight\": 3}], \"health_check\": {\"path\": \"/ready\"}}",
+              "packed", &errors);
+    CHECK(p != NULL);
+    if (p == NULL)
+        return;
+    CHECK(!p->packed);
+    ptc_proxy *c = ptc_proxy_clone(p);
+    CHECK(c->packed);
+    CHECK(ptc_proxy_spec_equal(p, c));
+    const char *lo = (const char *)c, *hi = lo + sizeof(*c) + 2 * sizeof(ptc_upstream) + 64;
+    const char *inside[] = {c->name,
+                            c->domain,
+                            c->path_prefix,
+                            c->health_check.path,
+                            c->upstreams[0].host,
+                            c->upstreams[1].host,
+                            (const char *)c->upstreams};
+    for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++)
+        CHECK(inside[i] > lo && inside[i] < hi);
+    CHECK_STR(c->upstreams[1].host, "u2.internal");
+    CHECK_INT(c->upstreams[1].weight, 3);
+    CHECK_STR(c->health_check.path, "/ready");
+    /* A clone of a clone, the original gone first. */
+    ptc_proxy_release(p);
+    ptc_proxy *cc = ptc_proxy_clone(c);
+    ptc_proxy_release(c);
+    CHECK_STR(cc->domain, "*.b.example");
+    CHECK_STR(cc->path_prefix, "/api");
+    ptc_proxy_release(cc);
     json_decref(errors);
 }
 
@@ -247,6 +288,7 @@ int main(void)
     RUN(test_upstreams_and_prefix);
     RUN(test_field_errors);
     RUN(test_stored_round_trip_and_equality);
+    RUN(test_clone_is_one_block);
     RUN(test_state_copy_on_write);
     TEST_EXIT();
 }
