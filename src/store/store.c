@@ -259,3 +259,25 @@ void ptc_revision_list_free(ptc_revision_list *l)
     l->items = NULL;
     l->n = 0;
 }
+
+int ptc_store_walk_changes(const ptc_state *prev, const ptc_state *next, ptc_store_change_fn write, void *ctx)
+{
+    int rc = 0;
+    /* Two merge walks over both name-sorted lists.  Unchanged proxies are
+     * the very same objects in both states: comparing pointers first skips
+     * the string compare for all of them. */
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        for (size_t i = 0, j = 0; rc == 0 && (i < prev->n_proxies || j < next->n_proxies);) {
+            const ptc_proxy *o = i < prev->n_proxies ? prev->proxies[i] : NULL;
+            const ptc_proxy *n = j < next->n_proxies ? next->proxies[j] : NULL;
+            int cmp = o == n ? 0 : o == NULL ? 1 : n == NULL ? -1 : strcmp(o->name, n->name);
+            if (pass == 0 && cmp < 0)
+                rc = write(ctx, o->name, NULL);
+            else if (pass == 1 && (cmp > 0 || (cmp == 0 && o != n)))
+                rc = write(ctx, n->name, n);
+            i += cmp <= 0;
+            j += cmp >= 0;
+        }
+    }
+    return rc;
+}

@@ -35,6 +35,14 @@ typedef struct ptc_store_ops {
     int (*dns_delete)(void *b, const char *name, const char *type);
 } ptc_store_ops;
 
+/* What a commit writes, for the backends: calls write(ctx, name, p) for
+ * each proxy that differs between the name-sorted states prev and next (p
+ * NULL: name is deleted), all deletes first, so that a proxy moved onto a
+ * freed (domain, prefix) does not trip the uniqueness constraint.  Returns
+ * 0, or the first non-zero code write returned (and stops there). */
+typedef int (*ptc_store_change_fn)(void *ctx, const char *name, const ptc_proxy *p);
+int ptc_store_walk_changes(const ptc_state *prev, const ptc_state *next, ptc_store_change_fn write, void *ctx);
+
 /* Backend constructors: NULL with the reason in err. */
 void *ptc_store_sqlite_open(const char *path, char *err, size_t errlen);
 extern const ptc_store_ops ptc_store_sqlite_ops;

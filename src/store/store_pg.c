@@ -618,6 +618,17 @@ static int write_change(pg_store *s, const char *name, const ptc_proxy *p, const
     return rc;
 }
 
+typedef struct change_ctx {
+    pg_store *s;
+    const char *rev;
+} change_ctx;
+
+static int write_one(void *ctx, const char *name, const ptc_proxy *p)
+{
+    change_ctx *cc = ctx;
+    return write_change(cc->s, name, p, cc->rev);
+}
+
 static int commit(pg_store *s, const ptc_state *prev, const ptc_state *next, const ptc_revision *meta)
 {
     char number[24], ts[24], n_proxies[24];
@@ -637,25 +648,9 @@ static int commit(pg_store *s, const ptc_state *prev, const ptc_state *next, con
     if ((rc = exec(s, "BEGIN", "begin")) != 0 || (rc = run(s, Q_BUMP_GENERATION, NULL, NULL)) != 0 ||
         (rc = run(s, Q_INSERT_REVISION, rev, NULL)) != 0)
         goto out;
-    /* Two merge walks over both name-sorted lists, deletes first: a proxy
-     * moved onto a freed (domain, prefix) must not trip the uniqueness
-     * constraint.  Unchanged proxies are the very same objects in both
-     * states: comparing pointers first skips the string compare. */
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0, j = 0; i < prev->n_proxies || j < next->n_proxies;) {
-            const ptc_proxy *o = i < prev->n_proxies ? prev->proxies[i] : NULL;
-            const ptc_proxy *n = j < next->n_proxies ? next->proxies[j] : NULL;
-            int cmp = o == n ? 0 : o == NULL ? 1 : n == NULL ? -1 : strcmp(o->name, n->name);
-            if (pass == 0 && cmp < 0)
-                rc = write_change(s, o->name, NULL, number);
-            else if (pass == 1 && (cmp > 0 || (cmp == 0 && o != n)))
-                rc = write_change(s, n->name, n, number);
-            if (rc != 0)
-                goto out;
-            i += cmp <= 0;
-            j += cmp >= 0;
-        }
-    }
+    change_ctx cc = {s, number};
+    if ((rc = ptc_store_walk_changes(prev, next, write_one, &cc)) != 0)
+        goto out;
     if (meta->audit_id != 0 &&
         (rc = finish_audit(s, meta->audit_id, "success", NULL, meta->audit_detail)) != 0)
         goto out;

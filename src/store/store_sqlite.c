@@ -425,6 +425,18 @@ static int write_change(sqlite_store *s, sqlite3_stmt *up, sqlite3_stmt *del, sq
     return rc;
 }
 
+typedef struct change_ctx {
+    sqlite_store *s;
+    sqlite3_stmt *up, *del, *ver;
+    int64_t rev;
+} change_ctx;
+
+static int write_one(void *ctx, const char *name, const ptc_proxy *p)
+{
+    change_ctx *cc = ctx;
+    return write_change(cc->s, cc->up, cc->del, cc->ver, name, p, cc->rev);
+}
+
 static int sqlite_commit(void *b, const ptc_state *prev, const ptc_state *next, const ptc_revision *meta)
 {
     sqlite_store *s = b;
@@ -463,26 +475,9 @@ static int sqlite_commit(void *b, const ptc_state *prev, const ptc_state *next, 
         (rc = prepare_kept(s, "INSERT INTO proxy_versions (name, revision, spec) VALUES (?, ?, ?)", &ver)) !=
             0)
         goto out;
-    /* Two merge walks over both name-sorted lists, deletes first: a proxy
-     * moved onto a freed (domain, prefix) must not trip the uniqueness
-     * constraint.  Unchanged proxies are the very same objects in both
-     * states: comparing pointers first skips the string compare for all
-     * of them. */
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0, j = 0; i < prev->n_proxies || j < next->n_proxies;) {
-            const ptc_proxy *o = i < prev->n_proxies ? prev->proxies[i] : NULL;
-            const ptc_proxy *n = j < next->n_proxies ? next->proxies[j] : NULL;
-            int cmp = o == n ? 0 : o == NULL ? 1 : n == NULL ? -1 : strcmp(o->name, n->name);
-            if (pass == 0 && cmp < 0)
-                rc = write_change(s, up, del, ver, o->name, NULL, meta->number);
-            else if (pass == 1 && (cmp > 0 || (cmp == 0 && o != n)))
-                rc = write_change(s, up, del, ver, n->name, n, meta->number);
-            if (rc != 0)
-                goto out;
-            i += cmp <= 0;
-            j += cmp >= 0;
-        }
-    }
+    change_ctx cc = {s, up, del, ver, meta->number};
+    if ((rc = ptc_store_walk_changes(prev, next, write_one, &cc)) != 0)
+        goto out;
     if (meta->audit_id != 0 &&
         (rc = finish_audit(s, meta->audit_id, "success", NULL, meta->audit_detail)) != 0)
         goto out;
