@@ -198,14 +198,7 @@ static void record(ptc_renewer *r, const char *domain, int rc, const char *err)
 
 static void wait_ms(ptc_renewer *r, int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = ptc_deadline_ms(CLOCK_MONOTONIC, ms);
     while (!r->stop && !r->kicked)
         if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT)
             break;

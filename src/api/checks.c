@@ -300,15 +300,7 @@ static void *record(void *arg)
                 wake = save_at;
             if (c->engine_dirty && engine_at < wake)
                 wake = engine_at;
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int64_t wait = wake - now;
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            struct timespec ts = ptc_deadline_ms(CLOCK_MONOTONIC, wake - now);
             pthread_cond_timedwait(&c->cond, &c->lock, &ts);
             continue;
         }

@@ -31,14 +31,7 @@ static void *loop(void *arg)
 
     pthread_mutex_lock(&f->lock);
     while (!f->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += every_ms / 1000;
-        ts.tv_nsec += (every_ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = ptc_deadline_ms(CLOCK_MONOTONIC, every_ms);
         while (!f->stop && pthread_cond_timedwait(&f->cond, &f->lock, &ts) == 0)
             ;
         if (f->stop)

@@ -252,9 +252,7 @@ static void *loop(void *arg)
         json_decref(c.reply);
         free(c.text);
 
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += every_ms / 1000;
+        struct timespec ts = ptc_deadline_ms(CLOCK_MONOTONIC, every_ms);
         pthread_mutex_lock(&s->lock);
         while (!s->stop && pthread_cond_timedwait(&s->cond, &s->lock, &ts) == 0)
             ;

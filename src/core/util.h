@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define PTC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -14,6 +15,11 @@
 int64_t ptc_now_ms(void);
 /* Monotonic milliseconds, for durations and timeouts. */
 int64_t ptc_mono_ms(void);
+/* The moment ms milliseconds from now on clock (CLOCK_MONOTONIC or
+ * CLOCK_REALTIME, whichever the condition variable or call waits on), as
+ * the absolute deadline pthread_cond_timedwait takes (a negative ms is
+ * now). */
+struct timespec ptc_deadline_ms(clockid_t clock, int64_t ms);
 /* Formats ms-since-epoch as RFC 3339 UTC with milliseconds
  * ("2026-11-22T10:00:00.000Z"); out needs 25 bytes. */
 void ptc_time_format(int64_t ms, char *out, size_t outlen);

@@ -331,14 +331,7 @@ static bool wait_ready(caddy *c, pid_t pid, long timeout_ms)
 /* Sleeps ms unless stopping; returns false when stopping.  Lock held. */
 static bool backoff_wait(caddy *c, unsigned ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = ptc_deadline_ms(CLOCK_REALTIME, ms);
     while (!c->stopping && pthread_cond_timedwait(&c->wake, &c->lock, &until) == 0)
         ;
     return !c->stopping;
@@ -658,9 +651,7 @@ static void caddy_destroy(ptc_engine *e)
             kill(-c->pid, SIGTERM);
         pthread_cond_broadcast(&c->wake);
         pthread_mutex_unlock(&c->lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += STOP_TIMEOUT_MS / 1000;
+        struct timespec until = ptc_deadline_ms(CLOCK_REALTIME, STOP_TIMEOUT_MS);
         if (pthread_timedjoin_np(c->supervisor, NULL, &until) != 0) {
             pthread_mutex_lock(&c->lock);
             if (c->pid > 0)

@@ -245,13 +245,7 @@ static void *supervise(void *arg)
     ptc_nginx_proc *p = arg;
     pthread_mutex_lock(&p->mu);
     while (!p->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += POLL_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = ptc_deadline_ms(CLOCK_MONOTONIC, POLL_MS);
         pthread_cond_timedwait(&p->cond, &p->mu, &ts);
         if (p->stopping)
             break;

@@ -41,7 +41,8 @@ typedef struct ptc_store_ops {
  * freed (domain, prefix) does not trip the uniqueness constraint.  Returns
  * 0, or the first non-zero code write returned (and stops there). */
 typedef int (*ptc_store_change_fn)(void *ctx, const char *name, const ptc_proxy *p);
-int ptc_store_walk_changes(const ptc_state *prev, const ptc_state *next, ptc_store_change_fn write, void *ctx);
+int ptc_store_walk_changes(const ptc_state *prev, const ptc_state *next, ptc_store_change_fn write,
+                           void *ctx);
 
 /* Backend constructors: NULL with the reason in err. */
 void *ptc_store_sqlite_open(const char *path, char *err, size_t errlen);

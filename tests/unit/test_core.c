@@ -272,6 +272,27 @@ static void test_ascii_ieq(void)
 /* A connection URI made printable: the user info's password and every
  * password= parameter masked, found whole even when it holds characters
  * it should have percent-encoded; nothing else touched. */
+/* Deadlines carry the milliseconds into seconds and never point back. */
+static void test_deadline(void)
+{
+    const clockid_t clocks[] = {CLOCK_MONOTONIC, CLOCK_REALTIME};
+    const int64_t delays[] = {0, 1, 999, 1000, 1999, 60000, -5};
+    for (size_t c = 0; c < 2; c++) {
+        for (size_t i = 0; i < sizeof(delays) / sizeof(delays[0]); i++) {
+            struct timespec before, after;
+            clock_gettime(clocks[c], &before);
+            struct timespec d = ptc_deadline_ms(clocks[c], delays[i]);
+            clock_gettime(clocks[c], &after);
+            CHECK(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+            int64_t want = delays[i] < 0 ? 0 : delays[i];
+            int64_t lo = ((int64_t)(d.tv_sec - after.tv_sec)) * 1000 + (d.tv_nsec - after.tv_nsec) / 1000000;
+            int64_t hi =
+                ((int64_t)(d.tv_sec - before.tv_sec)) * 1000 + (d.tv_nsec - before.tv_nsec) / 1000000;
+            CHECK(hi >= want && lo <= want);
+        }
+    }
+}
+
 static void test_uri_mask_password(void)
 {
     static const char *const cases[][2] = {
@@ -312,6 +333,7 @@ int main(void)
     RUN(test_utf8);
     RUN(test_ascii_ieq);
     RUN(test_uri_mask_password);
+    RUN(test_deadline);
     RUN(test_time_and_numbers);
     RUN(test_proc_stop_all);
     TEST_EXIT();
