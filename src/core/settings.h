@@ -84,7 +84,8 @@
       "certbot --work-dir; empty: {state_dir}/certbot/work")                                                 \
     X(CERTBOT_LOGS_DIR, certbot_logs_dir, STR, "", "", 0,                                                    \
       "certbot --logs-dir; empty: {state_dir}/certbot/logs")                                                 \
-    X(REGISTRY_URL, registry_url, STR, "", "", 0, "registry base URL (GET {registry_url}/droplets)")         \
+    X(REGISTRY_URL, registry_url, STR, "", "", PTC_SETTING_URI,                                              \
+      "registry base URL (GET {registry_url}/droplets)")                                                     \
     X(REGISTRY_SYNC_INTERVAL, registry_sync_interval, INT, "0", "0:604800", 0,                               \
       "seconds between automatic registry syncs; 0: off")                                                    \
     X(REGISTRY_PRUNE, registry_prune, BOOL, "false", "", 0,                                                  \

@@ -158,13 +158,15 @@ static void test_print_redacts_secrets(void)
     ptc_settings_free(s);
 }
 
-/* A store URI is printed (it says where the store is) without its password. */
+/* A store or registry URI is printed (it says where the store or registry
+ * is) without its password. */
 static void test_print_masks_store_password(void)
 {
     char err[256];
-    char *flags[] = {"--store=postgres://portico:pg-Pass-42@db.internal:5432/portico?sslmode=require"};
+    char *flags[] = {"--store=postgres://portico:pg-Pass-42@db.internal:5432/portico?sslmode=require",
+                     "--registry_url=https://sync:Reg-Pass-7@registry.internal/v2"};
     ptc_settings *s = ptc_settings_new();
-    CHECK_INT(ptc_settings_load(s, 1, flags, NULL, err, sizeof(err)), 0);
+    CHECK_INT(ptc_settings_load(s, 2, flags, NULL, err, sizeof(err)), 0);
     char *out = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&out, &len);
@@ -173,6 +175,8 @@ static void test_print_masks_store_password(void)
     fclose(f);
     CHECK(strstr(out, "pg-Pass-42") == NULL);
     CHECK(strstr(out, "postgres://portico:***@db.internal:5432/portico?sslmode=require") != NULL);
+    CHECK(strstr(out, "Reg-Pass-7") == NULL);
+    CHECK(strstr(out, "https://sync:***@registry.internal/v2") != NULL);
     free(out);
     ptc_settings_free(s);
 }
