@@ -62,7 +62,11 @@ static void *serve(void *arg)
         int c = accept(u->fd, NULL, NULL);
         if (c < 0)
             continue;
-        char req[4096];
+        /* Empty before the first read: the last request's bytes are still in
+         * this stack frame, and finding its end would answer the old request
+         * and close with the new one unread (a reset, which Caddy takes for
+         * an unreachable upstream: 502). */
+        char req[4096] = "";
         size_t n = 0;
         while (n < sizeof(req) - 1 && !strstr(req, "\r\n\r\n")) {
             struct pollfd q = {.fd = c, .events = POLLIN};
