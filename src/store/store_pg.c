@@ -54,8 +54,8 @@ static const char *const migrations[] = {
     "  created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (name, type));",
     /* 3: the desired state's write counter (ptc_store_generation), one row
      * that every commit, certificate write and DNS record write adds one to. */
-    "CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value BIGINT NOT NULL);"
-    "INSERT INTO generation (id, value) VALUES (1, 0);",
+    ("CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value BIGINT NOT NULL);"
+     "INSERT INTO generation (id, value) VALUES (1, 0);"),
 };
 
 /* The key of the advisory lock migrations hold: "portico" in ASCII. */

@@ -52,8 +52,8 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (name, type));",
     /* 3: the desired state's write counter (ptc_store_generation), one row
      * that every commit, certificate write and DNS record write adds one to. */
-    "CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);"
-    "INSERT INTO generation (id, value) VALUES (1, 0);",
+    ("CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);"
+     "INSERT INTO generation (id, value) VALUES (1, 0);"),
 };
 
 /* The statements of a change's hot path, prepared once (parsing them on
