@@ -108,9 +108,10 @@ static int name_match(const char *name, const char *lit, size_t n)
     return r;
 }
 
+/* For the fields no look-alike can smuggle through: exact only. */
 static bool name_is(const char *name, const char *lit, size_t n)
 {
-    return name_match(name, lit, n) == NAME_EXACT;
+    return ptc_http_name_is(ptc_str_make(name, n), lit, n);
 }
 
 static bool value_ieq(const char *v, size_t n, const char *lit, size_t litlen)

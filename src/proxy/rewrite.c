@@ -40,6 +40,20 @@ static inline void put_header(out *o, ptc_str name, ptc_str value)
     PUT_LIT(o, "\r\n");
 }
 
+/* A field line as the parser found it: the name is followed by its colon
+ * in the received head, and when the sender wrote "Name: value" (nearly
+ * always) that span is copied whole. */
+static inline void put_field(out *o, const ptc_http_header *h)
+{
+    const char *colon = h->name.p + h->name.len;
+    if (h->value.p == colon + 2 && colon[0] == ':' && colon[1] == ' ') {
+        put(o, h->name.p, h->name.len + 2 + h->value.len);
+        PUT_LIT(o, "\r\n");
+    } else {
+        put_header(o, h->name, h->value);
+    }
+}
+
 /* Reserves room for n more bytes and returns the writer; finish() fixes
  * the length. */
 static out begin(ptc_buf *b, size_t n)
@@ -185,7 +199,7 @@ void ptc_rewrite_request(ptc_buf *b, const ptc_http_request *req, const ptc_rewr
         default:
             break;
         }
-        put_header(&o, h->name, h->value);
+        put_field(&o, h);
     }
 
     PUT_LIT(&o, "X-Forwarded-For: ");
@@ -248,7 +262,7 @@ void ptc_rewrite_response(ptc_buf *b, const ptc_http_response *res, const ptc_re
         if (k == H_CONTENT_LENGTH || k == H_REQUEST_ID)
             continue;
         seen[k] = true;
-        put_header(&o, h->name, h->value);
+        put_field(&o, h);
     }
     if (!seen[H_DATE])
         put_header(&o, PTC_STR_LIT("Date"), in->date);

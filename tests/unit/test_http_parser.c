@@ -804,11 +804,12 @@ static void scan_bare_line_ends(void)
     CHECK_INT(ptc_http_scan_head("\r\nHTTP/1.1 200 OK\r\n\r\n", 21, &scan, false, &err), -1);
 }
 
-/* The line-end search steps over HTAB and the other control bytes below
- * CR wherever they fall in a word: against a byte loop, every offset. */
+/* The word-at-a-time searches (line ends, control bytes) against byte
+ * loops, at every length and offset up to 40 bytes. */
 static void scan_find_crlf_every_offset(void)
 {
     static const char fill[] = {'a', '\t', '\x01', '\x0b', '\x0c', '\x0e', '\x80', '\xff', ' ', '\0'};
+    static const char fill_ctl[] = {'a', '~', ' ', '\x1f', '\x20', '\x7f', '\x80', '\xff', '\xe0', '\x9f'};
     char buf[40];
     unsigned seed = 7;
     for (int round = 0; round < 4000; round++) {
@@ -824,6 +825,15 @@ static void scan_find_crlf_every_offset(void)
         while (want < len && buf[want] != '\r' && buf[want] != '\n')
             want++;
         CHECK_INT(ptc_http_find_crlf(buf, buf + len) - buf, (long)want);
+        /* The control-byte search: below 0x20 and DEL, not obs-text. */
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            buf[i] = (seed >> 16) % 4 != 0 ? 'x' : fill_ctl[(seed >> 8) % sizeof(fill_ctl)];
+        }
+        want = 0;
+        while (want < len && (uint8_t)buf[want] >= 0x20 && (uint8_t)buf[want] != 0x7f)
+            want++;
+        CHECK_INT(ptc_http_find_ctl(buf, buf + len) - buf, (long)want);
     }
     /* A value with HTAB and a stray control byte: the head still ends at
      * the first empty line (the parser refuses the control byte later). */

@@ -172,6 +172,27 @@ static ptc_rewrite_resp resp_info(void)
     };
 }
 
+/* Field lines go out as "Name: value" whatever white space the sender
+ * put around the value; those already written so are copied whole. */
+static void test_field_lines_normalised(void)
+{
+    parse_req("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB:2\r\nC:\t 3 \t\r\nD:  4\r\nE:\r\nF: \r\n\r\n");
+    ptc_rewrite_req in = edge();
+    ptc_buf b = PTC_BUF_INIT;
+    ptc_rewrite_request(&b, &req, &in);
+    const char *s = ptc_buf_cstr(&b);
+    CHECK(strstr(s, "\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: \r\nF: \r\n") != NULL);
+    ptc_buf_free(&b);
+    parse_res("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A:a\r\nX-B: b \r\nX-C: c\r\n\r\n", PTC_HTTP_GET);
+    ptc_rewrite_resp rin = resp_info();
+    rin.framing = PTC_BODY_LENGTH;
+    b = (ptc_buf)PTC_BUF_INIT;
+    ptc_rewrite_response(&b, &res, &rin);
+    s = ptc_buf_cstr(&b);
+    CHECK(strstr(s, "\r\nX-A: a\r\nX-B: b\r\nX-C: c\r\n") != NULL);
+    ptc_buf_free(&b);
+}
+
 static void test_response_rules(void)
 {
     parse_res("HTTP/1.1 200 Fine\r\nContent-Length: 3\r\nConnection: X-Up\r\nX-Up: 1\r\nKeep-Alive: t=1\r\n"
@@ -280,6 +301,7 @@ int main(void)
     RUN(test_connection_named_and_hop_by_hop);
     RUN(test_connection_close_names_a_field);
     RUN(test_framing_written_anew);
+    RUN(test_field_lines_normalised);
     RUN(test_response_rules);
     RUN(test_own_answers);
     RUN(test_request_ids_and_escaping);
