@@ -443,7 +443,7 @@ for k in range(changes):
     poller.join()
     live.append((first[0] - t) * 1000)
 rss2 = rss()
-time.sleep(6)  # portico gives free heap pages back within 5 s of a change
+time.sleep(6)  # portico gives free heap pages back 2 to 4 s after the last change
 print(f"routes={n} fill_s={fill:.1f} rss_start_kb={rss0} rss_kb={rss1} rss_after_changes_kb={rss2} rss_settled_kb={rss()}")
 print(f"change_to_serving_ms median={statistics.median(lat):.2f} max={max(lat):.2f} api_call_ms median={statistics.median(api_ms):.2f}")
 print(f"serving_while_call_in_flight_ms median={statistics.median(live):.2f} max={max(live):.2f}")

@@ -103,23 +103,25 @@ static int serve(int nflags, char **flags)
     ptc_log_info("portico ready");
 
     /* The start-up (reading the store, building the first snapshot) counts
-     * too: its scratch memory goes back at the first turn. */
-    uint64_t trimmed_at = ptc_api_activity(api) - 1;
+     * too: its scratch memory goes back once the API has been quiet. */
+    uint64_t trimmed_at = ptc_api_activity(api) - 1, seen = ptc_api_activity(api);
     for (;;) {
-        const struct timespec housekeeping = {.tv_sec = 5};
+        const struct timespec housekeeping = {.tv_sec = 2};
         int sig = sigtimedwait(&sigs, NULL, &housekeeping);
         if (sig < 0) {
             /* Every change frees the arrays of the state and snapshot it
              * replaced (megabytes at 10,000 proxies), which malloc keeps
              * unless asked, and the engine keeps scratch memory for the next
-             * change: after such work, at most every five seconds, both go
-             * back (a millisecond or two of arena locks, on this otherwise
-             * idle thread). */
+             * change.  Both go back once a tick has passed without activity
+             * (2 to 4 s after the last change): never in the middle of a run
+             * of changes, where the arena locks malloc_trim holds for a
+             * millisecond or two would delay one. */
             uint64_t activity = ptc_api_activity(api);
-            if (activity != trimmed_at) {
+            if (activity != trimmed_at && activity == seen) {
                 ptc_api_trim(api);
                 trimmed_at = activity;
             }
+            seen = activity;
             continue;
         }
         if (sig == SIGHUP) {

@@ -126,7 +126,7 @@ def test_sigterm_finishes_requests_in_flight(portico):
 
 
 def test_changes_after_housekeeping(portico):
-    """Housekeeping (every 5 s after activity) gives back the memory the
+    """Housekeeping (2 to 4 s after the last change) gives back the memory the
     engine keeps between changes; the changes after it build as before:
     a changed route moves, a new one serves, a deleted one is gone, and an
     untouched one still reaches its upstream."""
