@@ -42,7 +42,7 @@ static long long limit_param(ptc_call *c, long long def, long long max)
 void ptc_api_audit_list(ptc_call *c)
 {
     const char *since_s = ptc_call_query(c, "since");
-    long long since = 0, limit;
+    long long since = -1, limit; /* without since: the newest entries */
     ptc_audit_list list;
 
     if ((limit = limit_param(c, 1000, 100000)) < 0)

@@ -98,7 +98,8 @@ int ptc_store_audit_append(ptc_store *st, const ptc_audit_entry *e);
 /* Appends n entries in one transaction (a storm of health transitions
  * costs one disk sync, not n). */
 int ptc_store_audit_append_many(ptc_store *st, const ptc_audit_entry *e, size_t n);
-/* Entries with ts >= since (ms), oldest first, at most limit. */
+/* At most limit entries, oldest first: those with ts >= since (ms), or
+ * with since < 0 the newest ones (what `portico audit --limit=20` wants). */
 /* An attempt that may not finish (the process can die half-way): begin
  * writes e with result "in_progress" and sets *id; finish sets its result,
  * error code and detail.  At start, ptc_store_audit_interrupted marks

@@ -86,6 +86,7 @@ enum stmt {
     Q_BEGIN_AUDIT,
     Q_AUDIT_INTERRUPTED,
     Q_AUDIT_LIST,
+    Q_AUDIT_TAIL,
     Q_KV_GET,
     Q_KV_SET,
     Q_PORTS_LIST,
@@ -171,6 +172,10 @@ static const struct {
         {"list audit", 2, false,
          "SELECT id, ts, correlation_id, actor, action, droplet_name, domain, result, error_code,"
          " detail FROM audit WHERE ts >= $1 ORDER BY id LIMIT $2"},
+    [Q_AUDIT_TAIL] = {"list newest audit", 1, false,
+                      "SELECT * FROM (SELECT id, ts, correlation_id, actor, action, droplet_name, domain, "
+                      "result, error_code,"
+                      " detail FROM audit ORDER BY id DESC LIMIT $1) AS newest ORDER BY id"},
     [Q_KV_GET] = {"read kv", 1, false, "SELECT value FROM kv WHERE key = $1"},
     [Q_KV_SET] = {"write kv", 2, true,
                   "INSERT INTO kv (key, value) VALUES ($1, $2)"
@@ -806,11 +811,12 @@ static int audit_list(pg_store *s, int64_t since, size_t limit, ptc_audit_list *
 {
     PGresult *r = NULL;
     char a[24], b[24];
-    const char *params[] = {i64(a, since), i64(b, limit > INT64_MAX ? INT64_MAX : (int64_t)limit)};
+    const char *n = i64(b, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+    const char *list[] = {i64(a, since), n}, *tail[] = {n};
     int rc;
 
     memset(out, 0, sizeof(*out));
-    if ((rc = run(s, Q_AUDIT_LIST, params, &r)) != 0)
+    if ((rc = since < 0 ? run(s, Q_AUDIT_TAIL, tail, &r) : run(s, Q_AUDIT_LIST, list, &r)) != 0)
         goto out;
     out->n = (size_t)PQntuples(r);
     out->items = ptc_xcalloc(out->n + 1, sizeof(*out->items));

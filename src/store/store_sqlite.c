@@ -697,13 +697,21 @@ static int sqlite_audit_list(void *b, int64_t since, size_t limit, ptc_audit_lis
     size_t cap = 64;
 
     memset(out, 0, sizeof(*out));
-    if ((rc =
-             prepare(s,
+    if (since < 0)
+        rc = prepare(
+            s,
+            "SELECT * FROM (SELECT id, ts, correlation_id, actor, action, droplet_name, domain, result,"
+            " error_code, detail FROM audit ORDER BY id DESC LIMIT ?2) ORDER BY id",
+            &st);
+    else
+        rc = prepare(s,
                      "SELECT id, ts, correlation_id, actor, action, droplet_name, domain, result, error_code,"
-                     " detail FROM audit WHERE ts >= ? ORDER BY id LIMIT ?",
-                     &st)) != 0)
+                     " detail FROM audit WHERE ts >= ?1 ORDER BY id LIMIT ?2",
+                     &st);
+    if (rc != 0)
         return rc;
-    sqlite3_bind_int64(st, 1, since);
+    if (since >= 0)
+        sqlite3_bind_int64(st, 1, since);
     sqlite3_bind_int64(st, 2, (int64_t)limit);
     out->items = ptc_xcalloc(cap, sizeof(*out->items));
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {

@@ -160,8 +160,12 @@ def test_audit_trail_records_every_attempt(portico, upstream, engine):
     assert audit_rows(p, correlation_id="audit-404")[0]["error_code"] == "PROXY_NOT_FOUND"
     # The log lines carry the same correlation id as the audit row.
     assert any(rec.get("correlation_id") == "audit-ok" and rec.get("msg") == "audit" for rec in p.log_records())
-    # since= and limit= filter.
-    assert len(p.api("GET", "/audit?limit=1").json) == 1
+    # since= and limit= filter; without since the newest entries come, oldest first.
+    everything = p.api("GET", "/audit").json
+    assert [r["id"] for r in everything] == sorted(r["id"] for r in everything)
+    assert p.api("GET", "/audit?limit=1").json == everything[-1:]
+    assert p.api("GET", "/audit?limit=2").json == everything[-2:]
+    assert p.api("GET", "/audit?since=0&limit=1").json == everything[:1]
     assert p.api("GET", "/audit?since=2999-01-01T00:00:00Z").json == []
     assert p.api("GET", "/audit?since=yesterday").status == 400
 

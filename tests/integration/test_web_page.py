@@ -42,6 +42,10 @@ CALLS = {
         "[].time", "[].actor", "[].action", "[].droplet_name", "[].domain", "[].result", "[].error_code",
         "[].correlation_id", "[].detail",
     ],
+    ("GET", "/audit?limit={}"): [
+        "[].time", "[].actor", "[].action", "[].droplet_name", "[].domain", "[].result", "[].error_code",
+        "[].correlation_id", "[].detail",
+    ],
     ("GET", "/proxy-manager/health"): [
         "status", "version", "engine", "proxies", "revision", "uptime_s", "checks.store.ok", "ssl.certificates",
         "ssl.expired", "ssl.expiring_within_14_days", "ssl.soonest_expiry",
@@ -239,6 +243,7 @@ def test_every_call_of_the_page_answers_what_it_reads(portico, upstream, tmp_pat
     call("GET", "/revisions")
     audit = call("GET", "/audit?since={}&limit={}", [0, 1000]).json
     assert any(a["error_code"] == "INVALID_CONFIG" for a in audit)
+    assert call("GET", "/audit?limit={}", [1000]).json == audit
     call("GET", "/proxy-manager/health")
 
     # An edit through the page: the listed proxy's spec, as specOf() copies

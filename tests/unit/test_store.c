@@ -184,6 +184,16 @@ static void test_store_lifecycle(void)
     CHECK_INT(al.n, 2);
     CHECK_STR(al.items[0].error_code, "NGINX_TEST_FAILED");
     ptc_audit_list_free(&al);
+    /* Without since: the newest entries, still oldest first. */
+    CHECK_INT(ptc_store_audit_list(st, -1, 1, &al), 0);
+    CHECK_INT(al.n, 1);
+    CHECK_STR(al.items[0].result, "success");
+    ptc_audit_list_free(&al);
+    CHECK_INT(ptc_store_audit_list(st, -1, 10, &al), 0);
+    CHECK_INT(al.n, 2);
+    CHECK(al.items[0].id < al.items[1].id);
+    CHECK_STR(al.items[1].result, "success");
+    ptc_audit_list_free(&al);
 
     /* An attempt's row finished by the commit of its change, in the same
      * transaction; a commit that fails leaves it in progress. */

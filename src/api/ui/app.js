@@ -277,14 +277,17 @@ async function restoreRevision(r) {
   });
 }
 
-/* The API lists the oldest entries first from `since`: the page asks from
- * a recent time and shows the newest first. */
+/* The API lists entries oldest first: from `since` when given, else the
+ * newest ones.  The page shows the newest first. */
 async function loadAudit() {
   const back = Number($("audit-since").value);
-  const since = back ? Date.now() - back : 0;
-  const entries = await api("GET", "/audit?since={}&limit={}", [since, AUDIT_LIMIT]);
+  const entries = back
+    ? await api("GET", "/audit?since={}&limit={}", [Date.now() - back, AUDIT_LIMIT])
+    : await api("GET", "/audit?limit={}", [AUDIT_LIMIT]);
   const note = $("audit-note");
-  note.textContent = "The first " + AUDIT_LIMIT + " entries of this period: pick a shorter one for the newest.";
+  note.textContent = back
+    ? "The first " + AUDIT_LIMIT + " entries of this period: pick a shorter one for the newest."
+    : "The newest " + AUDIT_LIMIT + " entries.";
   note.hidden = entries.length < AUDIT_LIMIT;
   fillRows("audit-rows", entries.reverse(), (a) => [
     a.time,
