@@ -67,13 +67,13 @@ void ptc_api_audit_list(ptc_call *c)
         const ptc_audit_entry *e = &list.items[i];
         char ts[32];
         ptc_time_format(e->ts, ts, sizeof(ts));
-        json_array_append_new(out, json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
-                                             (json_int_t)e->id, "time", ts, "correlation_id",
-                                             opt_string(e->correlation_id), "actor", opt_string(e->actor),
-                                             "action", opt_string(e->action), "droplet_name",
-                                             opt_string(e->droplet_name), "domain", opt_string(e->domain),
-                                             "result", opt_string(e->result), "error_code",
-                                             opt_string(e->error_code), "detail", opt_string(e->detail)));
+        json_array_append_new(
+            out, json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", (json_int_t)e->id,
+                           "time", ts, "correlation_id", opt_string(e->correlation_id), "actor",
+                           opt_string(e->actor), "action", opt_string(e->action), "droplet_name",
+                           opt_string(e->droplet_name), "domain", opt_string(e->domain), "result",
+                           opt_string(e->result), "error_code", opt_string(e->error_code), "detail",
+                           opt_string(e->detail), "node", opt_string(e->node)));
     }
     ptc_audit_list_free(&list);
     ptc_call_reply(c, 200, out);

@@ -18,7 +18,39 @@ struct ptc_store {
     void *backend;
     pthread_mutex_t lock;            /* one call at a time: backends keep one connection */
     atomic_uint_fast64_t own_writes; /* successful writes that move the generation */
+    char node[33];                   /* ptc_store_node */
 };
+
+/* Reads {state_dir}/node_id into node (33 bytes), making it the first
+ * time.  Returns 0 or -errno. */
+static int node_id(const char *state_dir, char *node)
+{
+    char *path = ptc_path_join(state_dir, "node_id"), *text = NULL;
+    size_t len = 0;
+    int rc = ptc_file_read(path, 64, &text, &len);
+    if (rc == 0) {
+        /* Anything but what was written (hand edits included) is replaced. */
+        bool ok = len >= 32;
+        for (size_t i = 0; ok && i < 32; i++)
+            ok = (text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f');
+        if (ok && (len == 32 || (len == 33 && text[32] == '\n'))) {
+            memcpy(node, text, 32);
+            node[32] = '\0';
+            goto out;
+        }
+    } else if (rc != -ENOENT) {
+        goto out;
+    }
+    ptc_random_hex(node, 16);
+    node[32] = '\n';
+    if ((rc = ptc_mkdir_p(state_dir, 0700)) == 0)
+        rc = ptc_file_write_atomic(path, node, 33, 0600);
+    node[32] = '\0';
+out:
+    free(text);
+    free(path);
+    return rc;
+}
 
 ptc_store *ptc_store_open(const char *spec, const char *state_dir, char *err, size_t errlen)
 {
@@ -45,7 +77,15 @@ ptc_store *ptc_store_open(const char *spec, const char *state_dir, char *err, si
     b = path ? ptc_store_sqlite_open(path, err, errlen) : ptc_store_pg_open(spec, err, errlen);
     if (b == NULL)
         goto out;
+    char node[33];
+    int rc = node_id(state_dir, node);
+    if (rc != 0) {
+        snprintf(err, errlen, "state_dir %s: cannot keep node_id: %s", state_dir, strerror(-rc));
+        ops->close(b);
+        goto out;
+    }
     st = ptc_xcalloc(1, sizeof(*st));
+    memcpy(st->node, node, sizeof(node));
     st->ops = ops;
     st->backend = b;
     pthread_mutex_init(&st->lock, NULL);
@@ -119,19 +159,37 @@ int ptc_store_cert_delete(ptc_store *st, const char *domain)
     LOCKED_WRITE(st, st->ops->cert_delete(st->backend, domain));
 }
 
+const char *ptc_store_node(const ptc_store *st)
+{
+    return st->node;
+}
+
 int ptc_store_audit_append(ptc_store *st, const ptc_audit_entry *e)
 {
-    LOCKED(st, st->ops->audit_append(st->backend, e));
+    ptc_audit_entry row = *e;
+    row.node = st->node;
+    LOCKED(st, st->ops->audit_append(st->backend, &row));
 }
 
 int ptc_store_audit_append_many(ptc_store *st, const ptc_audit_entry *e, size_t n)
 {
-    LOCKED(st, st->ops->audit_append_many(st->backend, e, n));
+    ptc_audit_entry *rows = ptc_xmalloc((n ? n : 1) * sizeof(*rows));
+    for (size_t i = 0; i < n; i++) {
+        rows[i] = e[i];
+        rows[i].node = st->node;
+    }
+    pthread_mutex_lock(&st->lock);
+    int rc = st->ops->audit_append_many(st->backend, rows, n);
+    pthread_mutex_unlock(&st->lock);
+    free(rows);
+    return rc;
 }
 
 int ptc_store_audit_begin(ptc_store *st, const ptc_audit_entry *e, int64_t *id)
 {
-    LOCKED(st, st->ops->audit_begin(st->backend, e, id));
+    ptc_audit_entry row = *e;
+    row.node = st->node;
+    LOCKED(st, st->ops->audit_begin(st->backend, &row, id));
 }
 
 int ptc_store_audit_finish(ptc_store *st, int64_t id, const char *result, const char *error_code,
@@ -142,7 +200,7 @@ int ptc_store_audit_finish(ptc_store *st, int64_t id, const char *result, const 
 
 int ptc_store_audit_interrupted(ptc_store *st, int64_t *n)
 {
-    LOCKED(st, st->ops->audit_interrupted(st->backend, n));
+    LOCKED(st, st->ops->audit_interrupted(st->backend, st->node, n));
 }
 
 int ptc_store_audit_list(ptc_store *st, int64_t since, size_t limit, ptc_audit_list *out)
@@ -240,6 +298,7 @@ void ptc_audit_list_free(ptc_audit_list *l)
         free((char *)e->result);
         free((char *)e->error_code);
         free((char *)e->detail);
+        free((char *)e->node);
     }
     free(l->items);
     l->items = NULL;

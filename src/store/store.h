@@ -33,6 +33,8 @@ typedef struct ptc_audit_entry {
     const char *result;       /* "success" | "failure" | "unchanged" */
     const char *error_code;   /* NULL on success */
     const char *detail;       /* free text or JSON, may be NULL */
+    const char *node;         /* the portico that wrote it (set by the store; NULL in rows older than
+                                 schema 4) */
 } ptc_audit_entry;
 
 /* A committed revision of the desired state. */
@@ -65,8 +67,12 @@ typedef struct ptc_revision_list {
 /* Opens (creating when needed) the store named by spec: "" means
  * {state_dir}/portico.db, "sqlite:PATH" a SQLite file, "postgres://..." a
  * PostgreSQL database.  Runs the forward migrations.  Returns NULL with the
- * reason in err. */
+ * reason in err.  The node id (ptc_store_node) is read from
+ * {state_dir}/node_id, which is made the first time. */
 ptc_store *ptc_store_open(const char *spec, const char *state_dir, char *err, size_t errlen);
+/* This portico's name in a store other nodes may share: 32 hex digits,
+ * kept in its state_dir.  Every audit row it writes carries it. */
+const char *ptc_store_node(const ptc_store *st);
 void ptc_store_close(ptc_store *st);
 
 /* The current desired state (proxies, certificates, revision).  *out is a
@@ -98,16 +104,18 @@ int ptc_store_audit_append(ptc_store *st, const ptc_audit_entry *e);
 /* Appends n entries in one transaction (a storm of health transitions
  * costs one disk sync, not n). */
 int ptc_store_audit_append_many(ptc_store *st, const ptc_audit_entry *e, size_t n);
-/* At most limit entries, oldest first: those with ts >= since (ms), or
- * with since < 0 the newest ones (what `portico audit --limit=20` wants). */
 /* An attempt that may not finish (the process can die half-way): begin
  * writes e with result "in_progress" and sets *id; finish sets its result,
  * error code and detail.  At start, ptc_store_audit_interrupted marks
- * every row still in progress "interrupted" and counts them in *n. */
+ * "interrupted" every row this node (or a portico before schema 4) left in
+ * progress, and counts them in *n; another node's attempt on a shared store
+ * may still be running, and is left alone. */
 int ptc_store_audit_begin(ptc_store *st, const ptc_audit_entry *e, int64_t *id);
 int ptc_store_audit_finish(ptc_store *st, int64_t id, const char *result, const char *error_code,
                            const char *detail);
 int ptc_store_audit_interrupted(ptc_store *st, int64_t *n);
+/* At most limit entries, oldest first: those with ts >= since (ms), or
+ * with since < 0 the newest ones (what `portico audit --limit=20` wants). */
 int ptc_store_audit_list(ptc_store *st, int64_t since, size_t limit, ptc_audit_list *out);
 void ptc_audit_list_free(ptc_audit_list *l);
 

@@ -18,7 +18,9 @@ typedef struct ptc_store_ops {
     int (*audit_append_many)(void *b, const ptc_audit_entry *e, size_t n);
     int (*audit_begin)(void *b, const ptc_audit_entry *e, int64_t *id);
     int (*audit_finish)(void *b, int64_t id, const char *result, const char *error_code, const char *detail);
-    int (*audit_interrupted)(void *b, int64_t *n);
+    /* Audit rows are written with e->node (store.c sets it); interrupted
+     * marks those of node and those without one. */
+    int (*audit_interrupted)(void *b, const char *node, int64_t *n);
     int (*audit_list)(void *b, int64_t since, size_t limit, ptc_audit_list *out);
     int (*kv_get)(void *b, const char *key, char **value);
     int (*kv_set)(void *b, const char *key, const char *value);

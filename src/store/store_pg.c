@@ -56,6 +56,8 @@ static const char *const migrations[] = {
      * that every commit, certificate write and DNS record write adds one to. */
     ("CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value BIGINT NOT NULL);"
      "INSERT INTO generation (id, value) VALUES (1, 0);"),
+    /* 4: which portico wrote an audit row (nodes may share the store). */
+    "ALTER TABLE audit ADD COLUMN node TEXT;",
 };
 
 /* The key of the advisory lock migrations hold: "portico" in ASCII. */
@@ -148,9 +150,9 @@ static const struct {
          "INSERT INTO certificates (domain, data, updated_at) VALUES ($1, $2, $3)"
          " ON CONFLICT (domain) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"},
     [Q_DELETE_CERT] = {"delete certificate", 1, true, "DELETE FROM certificates WHERE domain = $1"},
-    [Q_INSERT_AUDIT] = {"write audit", 9, true,
+    [Q_INSERT_AUDIT] = {"write audit", 10, true,
                         "INSERT INTO audit (ts, correlation_id, actor, action, droplet_name, domain, result,"
-                        " error_code, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"},
+                        " error_code, detail, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"},
     /* The row of an attempt needs no WAL flush of its own: the commit that
      * ends the attempt (the change's, or the failure's finish) flushes
      * the WAL up to itself, this row included.  A server crash before
@@ -158,24 +160,24 @@ static const struct {
      * set_config(..., true) turns the flush off for this statement's own
      * transaction only. */
     [Q_BEGIN_AUDIT] =
-        {"write audit", 9, true,
+        {"write audit", 10, true,
          "INSERT INTO audit (ts, correlation_id, actor, action, droplet_name, domain, result,"
-         " error_code, detail) SELECT $1::bigint, $2::text, $3::text, $4::text, $5::text,"
-         " $6::text, $7::text, $8::text, $9::text"
+         " error_code, detail, node) SELECT $1::bigint, $2::text, $3::text, $4::text, $5::text,"
+         " $6::text, $7::text, $8::text, $9::text, $10::text"
          " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush RETURNING id"},
     [Q_AUDIT_INTERRUPTED] =
-        {"mark interrupted audit", 0, true,
+        {"mark interrupted audit", 1, true,
          "UPDATE audit SET result = 'interrupted', error_code = 'INTERRUPTED',"
          " detail = COALESCE(detail, '') || ' (portico stopped before the change completed)'"
-         " WHERE result = 'in_progress'"},
+         " WHERE result = 'in_progress' AND (node IS NULL OR node = $1)"},
     [Q_AUDIT_LIST] =
         {"list audit", 2, false,
          "SELECT id, ts, correlation_id, actor, action, droplet_name, domain, result, error_code,"
-         " detail FROM audit WHERE ts >= $1 ORDER BY id LIMIT $2"},
+         " detail, node FROM audit WHERE ts >= $1 ORDER BY id LIMIT $2"},
     [Q_AUDIT_TAIL] = {"list newest audit", 1, false,
-                      "SELECT * FROM (SELECT id, ts, correlation_id, actor, action, droplet_name, domain, "
-                      "result, error_code,"
-                      " detail FROM audit ORDER BY id DESC LIMIT $1) AS newest ORDER BY id"},
+                      "SELECT * FROM (SELECT id, ts, correlation_id, actor, action, droplet_name, domain,"
+                      " result, error_code, detail, node FROM audit ORDER BY id DESC LIMIT $1) AS newest"
+                      " ORDER BY id"},
     [Q_KV_GET] = {"read kv", 1, false, "SELECT value FROM kv WHERE key = $1"},
     [Q_KV_SET] = {"write kv", 2, true,
                   "INSERT INTO kv (key, value) VALUES ($1, $2)"
@@ -772,9 +774,9 @@ static int audit_append_many(pg_store *s, const ptc_audit_entry *e, size_t n)
         goto out;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         char ts[24];
-        const char *params[] = {i64(ts, e[i].ts), e[i].correlation_id, e[i].actor,
-                                e[i].action,      e[i].droplet_name,   e[i].domain,
-                                e[i].result,      e[i].error_code,     e[i].detail};
+        const char *params[] = {
+            i64(ts, e[i].ts), e[i].correlation_id, e[i].actor,      e[i].action, e[i].droplet_name,
+            e[i].domain,      e[i].result,         e[i].error_code, e[i].detail, e[i].node};
         rc = run(s, Q_INSERT_AUDIT, params, NULL);
     }
     if (n > 1 && rc == 0)
@@ -790,7 +792,7 @@ static int audit_begin(pg_store *s, const ptc_audit_entry *e, int64_t *id)
     PGresult *r = NULL;
     char ts[24];
     const char *params[] = {i64(ts, e->ts), e->correlation_id, e->actor,      e->action, e->droplet_name,
-                            e->domain,      "in_progress",     e->error_code, e->detail};
+                            e->domain,      "in_progress",     e->error_code, e->detail, e->node};
     int rc = run(s, Q_BEGIN_AUDIT, params, &r);
     if (rc == 0)
         *id = col_i64(r, 0, 0);
@@ -798,10 +800,11 @@ static int audit_begin(pg_store *s, const ptc_audit_entry *e, int64_t *id)
     return rc;
 }
 
-static int audit_interrupted(pg_store *s, int64_t *n)
+static int audit_interrupted(pg_store *s, const char *node, int64_t *n)
 {
     PGresult *r = NULL;
-    int rc = run(s, Q_AUDIT_INTERRUPTED, NULL, &r);
+    const char *params[] = {node};
+    int rc = run(s, Q_AUDIT_INTERRUPTED, params, &r);
     *n = rc == 0 ? (int64_t)changes(r) : 0;
     PQclear(r);
     return rc;
@@ -832,6 +835,7 @@ static int audit_list(pg_store *s, int64_t since, size_t limit, ptc_audit_list *
         e->result = col_dup(r, i, 7);
         e->error_code = col_dup(r, i, 8);
         e->detail = col_dup(r, i, 9);
+        e->node = col_dup(r, i, 10);
     }
 out:
     PQclear(r);
@@ -1050,9 +1054,9 @@ static int pg_audit_finish(void *b, int64_t id, const char *result, const char *
     CALL(b, finish_audit(b, id, result, error_code, detail));
 }
 
-static int pg_audit_interrupted(void *b, int64_t *n)
+static int pg_audit_interrupted(void *b, const char *node, int64_t *n)
 {
-    CALL(b, audit_interrupted(b, n));
+    CALL(b, audit_interrupted(b, node, n));
 }
 
 static int pg_audit_list(void *b, int64_t since, size_t limit, ptc_audit_list *out)

@@ -54,6 +54,8 @@ static const char *const migrations[] = {
      * that every commit, certificate write and DNS record write adds one to. */
     ("CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);"
      "INSERT INTO generation (id, value) VALUES (1, 0);"),
+    /* 4: which portico wrote an audit row (nodes may share the store). */
+    "ALTER TABLE audit ADD COLUMN node TEXT;",
 };
 
 /* The statements of a change's hot path, prepared once (parsing them on
@@ -624,7 +626,7 @@ static int sqlite_audit_append_many(void *b, const ptc_audit_entry *e, size_t n)
         return rc;
     rc = prepare_kept(s,
                       "INSERT INTO audit (ts, correlation_id, actor, action, droplet_name, domain, result,"
-                      " error_code, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      " error_code, detail, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       &st);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         sqlite3_bind_int64(st, 1, e[i].ts);
@@ -636,6 +638,7 @@ static int sqlite_audit_append_many(void *b, const ptc_audit_entry *e, size_t n)
         bind_opt(st, 7, e[i].result);
         bind_opt(st, 8, e[i].error_code);
         bind_opt(st, 9, e[i].detail);
+        bind_opt(st, 10, e[i].node);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = db_error(s, "write audit");
         sqlite3_reset(st);
@@ -679,13 +682,24 @@ static int sqlite_audit_finish(void *b, int64_t id, const char *result, const ch
     return finish_audit(b, id, result, error_code, detail);
 }
 
-static int sqlite_audit_interrupted(void *b, int64_t *n)
+static int sqlite_audit_interrupted(void *b, const char *node, int64_t *n)
 {
     sqlite_store *s = b;
-    int rc = exec(s, "UPDATE audit SET result = 'interrupted', error_code = 'INTERRUPTED',"
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(s,
+                     "UPDATE audit SET result = 'interrupted', error_code = 'INTERRUPTED',"
                      " detail = COALESCE(detail, '') || ' (portico stopped before the change completed)'"
-                     " WHERE result = 'in_progress'");
-    *n = rc == 0 ? sqlite3_changes(s->db) : 0;
+                     " WHERE result = 'in_progress' AND (node IS NULL OR node = ?)",
+                     &st);
+    *n = 0;
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = db_error(s, "mark interrupted audit");
+    else
+        *n = sqlite3_changes(s->db);
+    sqlite3_finalize(st);
     return rc;
 }
 
@@ -701,12 +715,12 @@ static int sqlite_audit_list(void *b, int64_t since, size_t limit, ptc_audit_lis
         rc = prepare(
             s,
             "SELECT * FROM (SELECT id, ts, correlation_id, actor, action, droplet_name, domain, result,"
-            " error_code, detail FROM audit ORDER BY id DESC LIMIT ?2) ORDER BY id",
+            " error_code, detail, node FROM audit ORDER BY id DESC LIMIT ?2) ORDER BY id",
             &st);
     else
         rc = prepare(s,
                      "SELECT id, ts, correlation_id, actor, action, droplet_name, domain, result, error_code,"
-                     " detail FROM audit WHERE ts >= ?1 ORDER BY id LIMIT ?2",
+                     " detail, node FROM audit WHERE ts >= ?1 ORDER BY id LIMIT ?2",
                      &st);
     if (rc != 0)
         return rc;
@@ -730,6 +744,7 @@ static int sqlite_audit_list(void *b, int64_t since, size_t limit, ptc_audit_lis
         e->result = col_dup(st, 7);
         e->error_code = col_dup(st, 8);
         e->detail = col_dup(st, 9);
+        e->node = col_dup(st, 10);
     }
     if (step != SQLITE_DONE) {
         rc = db_error(s, "list audit");

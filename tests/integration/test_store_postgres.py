@@ -42,7 +42,7 @@ def test_state_survives_a_restart(pg, db, portico, upstream, tmp_path):
     p = portico(settings={"store": url, "dns_listen": f"127.0.0.1:{dns_port}", "dns_zone": "internal.test"})
     up = upstream()
     health = p.api("GET", "/proxy-manager/health").json
-    assert health["checks"]["store"] == {"ok": True, "schema_version": 3}
+    assert health["checks"]["store"] == {"ok": True, "schema_version": 4}
 
     assert p.put_proxy("a", proxy_body("a.example.com", up.port)).status == 201
     assert p.put_proxy("b", proxy_body("b.example.com", up.port), headers={"X-Request-ID": "put-b"}).status == 201
@@ -62,7 +62,7 @@ def test_state_survives_a_restart(pg, db, portico, upstream, tmp_path):
     # Four commits, a certificate and a DNS record: each bumped the
     # generation once; the refused change wrote nothing but its audit row.
     assert pg.psql("SELECT value FROM generation", db=name) == "6"
-    assert pg.psql("SELECT version FROM schema_version", db=name) == "3"
+    assert pg.psql("SELECT version FROM schema_version", db=name) == "4"
 
     p.restart()
     assert sorted(x["droplet_name"] for x in p.api("GET", "/proxies").json) == ["a", "b"]
@@ -116,7 +116,7 @@ def test_two_nodes_start_and_allocate_ports_at_once(pg, db, portico):
         p.start(wait=False)
     for p in nodes:
         p.wait_ready()
-        assert p.api("GET", "/proxy-manager/health").json["checks"]["store"]["schema_version"] == 3
+        assert p.api("GET", "/proxy-manager/health").json["checks"]["store"]["schema_version"] == 4
 
     def one(i):
         return nodes[i % 2].api("POST", "/ports", body={"owner": f"svc-{i}", "internal_port": 8080})

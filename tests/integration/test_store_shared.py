@@ -76,6 +76,12 @@ def test_a_change_on_one_node_reaches_the_other(portico, upstream, store):
     rec = followed(b)[-1]
     assert rec["revision"] == 1 and rec["proxies"] == 1
 
+    # The audit trail, one for both, says which node did what.
+    ids = {n: (n.state_dir / "node_id").read_text().strip() for n in (a, b)}
+    assert len(set(ids.values())) == 2
+    put = [e for e in b.api("GET", "/audit").json if e["action"] == "proxy.put"]
+    assert put and all(e["node"] == ids[a] for e in put)
+
     # A change through b starts from a's change: both proxies, one store.
     r = b.put_proxy("billing", proxy_body("billing.test", up.port))
     assert r.status == 201, r

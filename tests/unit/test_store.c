@@ -56,7 +56,7 @@ static ptc_store *open_store(const char *dir)
 /* Removes what fresh made. */
 static void clean(const char *dir)
 {
-    static const char *const files[] = {"portico.db", "portico.db-wal", "portico.db-shm"};
+    static const char *const files[] = {"portico.db", "portico.db-wal", "portico.db-shm", "node_id"};
     for (size_t i = 0; i < PTC_ARRAY_LEN(files); i++) {
         char *f = ptc_path_join(dir, files[i]);
         unlink(f);
@@ -115,7 +115,7 @@ static void test_store_lifecycle(void)
     char dir[] = "/tmp/portico-store-XXXXXX";
     fresh(dir);
     ptc_store *st = open_store(dir);
-    CHECK_INT(ptc_store_schema_version(st), 3);
+    CHECK_INT(ptc_store_schema_version(st), 4);
 
     if (!on_pg) {
         char *db = ptc_path_join(dir, "portico.db");
@@ -418,23 +418,48 @@ static void test_ports_dns_and_interrupted(void)
     CHECK_STR(v, "2");
     free(v);
 
+    /* A second node on the same store, with a state_dir of its own. */
+    char dir2[] = "/tmp/portico-store-XXXXXX", err[256] = "";
+    CHECK(mkdtemp(dir2) != NULL);
+    char *db = ptc_xasprintf("sqlite:%s/portico.db", dir);
+    ptc_store *other = ptc_store_open(on_pg ? pg : db, dir2, err, sizeof(err));
+    CHECK(other != NULL);
+    CHECK(strlen(ptc_store_node(st)) == 32 && strcmp(ptc_store_node(st), ptc_store_node(other)) != 0);
+
     ptc_audit_entry e = {
         .ts = 1, .actor = "local", .action = "proxy.put", .result = "success", .detail = "put x"};
-    int64_t id1 = 0, id2 = 0, interrupted = -1;
+    int64_t id1 = 0, id2 = 0, id3 = 0, interrupted = -1;
     CHECK_INT(ptc_store_audit_begin(st, &e, &id1), 0);
     CHECK_INT(ptc_store_audit_begin(st, &e, &id2), 0);
-    CHECK(id2 > id1);
+    CHECK_INT(ptc_store_audit_begin(other, &e, &id3), 0);
+    CHECK(id2 > id1 && id3 > id2);
     CHECK_INT(ptc_store_audit_finish(st, id1, "failure", "ENGINE_FAILED", "no"), 0);
+    /* Only this node's attempt is marked: the other node's may be running. */
     CHECK_INT(ptc_store_audit_interrupted(st, &interrupted), 0);
     CHECK_INT(interrupted, 1);
     ptc_audit_list al;
     CHECK_INT(ptc_store_audit_list(st, 0, 10, &al), 0);
-    CHECK_INT(al.n, 2);
+    CHECK_INT(al.n, 3);
     CHECK_STR(al.items[0].error_code, "ENGINE_FAILED");
+    CHECK_STR(al.items[0].node, ptc_store_node(st));
     CHECK_STR(al.items[1].result, "interrupted");
     CHECK_STR(al.items[1].detail, "put x (portico stopped before the change completed)");
+    CHECK_STR(al.items[2].result, "in_progress");
+    CHECK_STR(al.items[2].node, ptc_store_node(other));
     ptc_audit_list_free(&al);
+    CHECK_INT(ptc_store_audit_interrupted(other, &interrupted), 0);
+    CHECK_INT(interrupted, 1);
+
+    /* The node id stays with the state_dir across restarts. */
+    char node[33];
+    snprintf(node, sizeof(node), "%s", ptc_store_node(st));
     ptc_store_close(st);
+    st = open_store(dir);
+    CHECK_STR(ptc_store_node(st), node);
+    ptc_store_close(st);
+    ptc_store_close(other);
+    free(db);
+    clean(dir2);
     clean(dir);
 }
 
