@@ -52,27 +52,19 @@ const char *ptc_worker_date(ptc_worker *w)
     return w->date;
 }
 
+/* Eight nibbles, one per byte of n, as eight ASCII hex digits: n + '0',
+ * plus 39 more where the nibble is 10 or above (adding 6 carries it into
+ * bit 4).  No byte carries into the next. */
+static uint64_t hex8(uint64_t n)
+{
+    uint64_t letter = ((n + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+    return n + 0x3030303030303030ull + letter * 0x27;
+}
+
 /* xorshift128+: request ids need to be unique and unguessable enough to
  * not collide, not secret; a syscall per request would cost more than the
- * rest of the id work together. */
-/* Every byte as two hex digits: a request id is 16 lookups, not 32. */
-static const char hex_pairs[] = "000102030405060708090a0b0c0d0e0f"
-                                "101112131415161718191a1b1c1d1e1f"
-                                "202122232425262728292a2b2c2d2e2f"
-                                "303132333435363738393a3b3c3d3e3f"
-                                "404142434445464748494a4b4c4d4e4f"
-                                "505152535455565758595a5b5c5d5e5f"
-                                "606162636465666768696a6b6c6d6e6f"
-                                "707172737475767778797a7b7c7d7e7f"
-                                "808182838485868788898a8b8c8d8e8f"
-                                "909192939495969798999a9b9c9d9e9f"
-                                "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"
-                                "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
-                                "c0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
-                                "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
-                                "e0e1e2e3e4e5e6e7e8e9eaebecedeeef"
-                                "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
-
+ * rest of the id work together.  The 128 bits are written four words at a
+ * time: which digit holds which nibble does not matter in a random id. */
 void ptc_worker_request_id(ptc_worker *w, char out[33])
 {
     for (int k = 0; k < 2; k++) {
@@ -81,8 +73,9 @@ void ptc_worker_request_id(ptc_worker *w, char out[33])
         s1 ^= s1 << 23;
         w->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
         uint64_t v = w->rng[1] + s0;
-        for (int i = 0; i < 8; i++)
-            memcpy(out + k * 16 + i * 2, hex_pairs + ((v >> (56 - 8 * i)) & 0xff) * 2, 2);
+        uint64_t lo = hex8(v & 0x0f0f0f0f0f0f0f0full), hi = hex8((v >> 4) & 0x0f0f0f0f0f0f0f0full);
+        memcpy(out + k * 16, &lo, 8);
+        memcpy(out + k * 16 + 8, &hi, 8);
     }
     out[32] = '\0';
 }

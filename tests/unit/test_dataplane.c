@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "proxy/snapshot.h"
+#include "proxy/worker.h"
 #include "testlib.h"
 #include "tls/tls.h"
 
@@ -492,8 +493,44 @@ static void test_tls_sni_and_ticket_rotation(void)
     free(key);
 }
 
+/* Request ids: 32 lower-case hex digits, none repeated, every digit about
+ * as often as the others (the 128 random bits all show). */
+static int cmp_id(const void *a, const void *b)
+{
+    return memcmp(a, b, 33);
+}
+
+static void test_request_ids(void)
+{
+    enum { N = 4096 };
+    static ptc_worker w;
+    static char ids[N][33];
+    size_t seen[16] = {0};
+    w.rng[0] = 0x9e3779b97f4a7c15ull;
+    w.rng[1] = 42;
+    for (size_t i = 0; i < N; i++) {
+        ptc_worker_request_id(&w, ids[i]);
+        CHECK_INT(strlen(ids[i]), 32);
+        for (size_t j = 0; j < 32; j++) {
+            char c = ids[i][j];
+            bool digit = c >= '0' && c <= '9', letter = c >= 'a' && c <= 'f';
+            CHECK(digit || letter);
+            if (digit || letter)
+                seen[digit ? c - '0' : c - 'a' + 10]++;
+        }
+    }
+    /* Expected N * 32 / 16 = 8192 each; a bias in the digit table would be
+     * far outside 10%. */
+    for (int d = 0; d < 16; d++)
+        CHECK(seen[d] > 8192 * 9 / 10 && seen[d] < 8192 * 11 / 10);
+    qsort(ids, N, sizeof(ids[0]), cmp_id);
+    for (size_t i = 1; i < N; i++)
+        CHECK(strcmp(ids[i - 1], ids[i]) != 0);
+}
+
 int main(void)
 {
+    RUN(test_request_ids);
     RUN(test_snapshot_build_errors_and_certs);
     RUN(test_health_balancing_metrics_and_stop);
     RUN(test_passive_ejection);
