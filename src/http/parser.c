@@ -281,7 +281,8 @@ static const char *parse_fields(const char *head, const char *p, const char *end
             return NULL;
         }
         const char *name = p;
-        /* Four bytes per end check: names are mostly longer than that. */
+        p = ptc_http_skip_alnum_dash(p, end);
+        /* Then four bytes per end check: names are mostly longer than that. */
         while (end - p >= 4 && PTC_HC(p[0], PTC_HC_TCHAR) && PTC_HC(p[1], PTC_HC_TCHAR) &&
                PTC_HC(p[2], PTC_HC_TCHAR) && PTC_HC(p[3], PTC_HC_TCHAR))
             p += 4;
