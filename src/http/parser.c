@@ -420,6 +420,7 @@ static int set_host(ptc_http_request *req, ptc_str s)
 {
     if (ptc_http_parse_host(s.p, s.len, req->host, sizeof(req->host), &req->port) != 0) {
         req->host[0] = '\0';
+        req->host_len = 0;
         req->port = 0;
         return -1;
     }
