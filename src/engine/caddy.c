@@ -4,9 +4,9 @@
  * Apply: render, POST /load (with Cache-Control: must-revalidate, or
  * Caddy skips a config equal to the running one), verify through Caddy's
  * listener.  Caddy refuses a config it cannot start and keeps the running
- * one; portico loads its last good config back anyway, so that what runs
- * is what the store says even if Caddy's own rollback went wrong, and
- * answers 500 CADDY_LOAD_FAILED with Caddy's message.
+ * one; portico checks that what runs is its last good config, loads that
+ * back when Caddy's own rollback went wrong, and answers 500
+ * CADDY_LOAD_FAILED with Caddy's message.
  *
  * With caddy_managed, portico runs `caddy run --config {state_dir}/caddy/
  * config.json` itself, with HOME and XDG folders of its own under
@@ -164,6 +164,23 @@ static bool admin_reachable(const caddy *c, long timeout_ms)
               status == 200;
     ptc_buf_free(&out);
     return ok;
+}
+
+/* Whether Caddy runs config: what its GET /config/ answers equals it.
+ * Blocks (one admin call). */
+static bool running_is(caddy *c, const char *config)
+{
+    ptc_buf out = PTC_BUF_INIT;
+    long status = 0;
+    bool same = false;
+    if (admin_call(c, "GET", "/config/", NULL, LOAD_TIMEOUT_MS, &status, &out) == 0 && status == 200) {
+        json_t *running = json_loads(ptc_buf_cstr(&out), 0, NULL), *want = json_loads(config, 0, NULL);
+        same = running != NULL && want != NULL && json_equal(running, want);
+        json_decref(running);
+        json_decref(want);
+    }
+    ptc_buf_free(&out);
+    return same;
 }
 
 /* Loads config; on refusal err holds Caddy's own message.  A rollback
@@ -528,9 +545,15 @@ static void caddy_apply(ptc_engine *e, const ptc_apply_request *req, ptc_apply_r
     pthread_mutex_lock(&c->config_lock);
     if (load(c, next, false, why, sizeof(why)) != 0) {
         free(next);
-        bool restored = c->loaded && load(c, c->loaded, true, back, sizeof(back)) == 0;
+        /* Caddy keeps running the config it had when it refuses one: a
+         * second reload of that (which restarts its servers, and can drop
+         * a connection arriving meanwhile) only when what runs differs. */
+        bool kept = c->loaded && running_is(c, c->loaded);
+        bool restored = kept || (c->loaded && load(c, c->loaded, true, back, sizeof(back)) == 0);
         pthread_mutex_lock(&c->lock);
         c->in_sync = restored;
+        if (kept)
+            c->last_rollback_at = ptc_now_ms(); /* Caddy's own, checked */
         pthread_mutex_unlock(&c->lock);
         pthread_mutex_unlock(&c->config_lock);
         if (!restored)

@@ -149,6 +149,31 @@ static long get(unsigned port, const char *host, const char *path, ptc_buf *out)
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    else
+        fprintf(stderr, "GET %s (Host %s): %s\n", url, host, curl_easy_strerror(rc));
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+/* POSTs config to Caddy's admin /load directly (not through portico);
+ * the status. */
+static long admin_load(unsigned admin_port, const char *config)
+{
+    char url[64];
+    long status = 0;
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    h = curl_slist_append(h, "Cache-Control: must-revalidate");
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/load", admin_port);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, config);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(h);
@@ -308,6 +333,10 @@ static void test_engine(void)
     bad->domain = ptc_xstrdup("bad.test");
     CHECK_INT(ptc_file_read(crt, 1 << 20, &bad->cert_pem, NULL), 0);
     CHECK_INT(ptc_file_read(key, 1 << 20, &bad->key_pem, NULL), 0);
+    st = e->ops->status(e, &level);
+    json_int_t loads_before = json_integer_value(json_object_get(st, "loads_ok"));
+    json_decref(st);
+    ptc_cert_retain(bad); /* refused twice below */
     apply(e, &cur, ptc_state_put_cert(cur, bad), NULL, NULL, false, &res);
     CHECK_STR(res.code, "CADDY_LOAD_FAILED");
     CHECK(strstr(json_string_value(json_object_get(res.details, "caddy")), "unsupported elliptic curve") !=
@@ -318,7 +347,24 @@ static void test_engine(void)
     CHECK_STR(ptc_buf_cstr(&body), "b /z");
     st = e->ops->status(e, &level);
     CHECK_INT(level, PTC_HEALTHY);
+    /* Caddy kept the running config: nothing was reloaded on top of it. */
+    CHECK_INT(json_integer_value(json_object_get(st, "loads_ok")), loads_before);
     CHECK(json_is_false(json_object_get(st, "last_load_ok")));
+    json_decref(st);
+    /* Someone else loaded another config behind portico's back: after the
+     * next refused change, portico's last good config is loaded back. */
+    char *foreign = ptc_xasprintf("{\"admin\": {\"listen\": \"127.0.0.1:%u\"}}", admin_port);
+    CHECK_INT(admin_load(admin_port, foreign), 200);
+    free(foreign);
+    CHECK(get(http_port, "app.test", "/api/z", &body) != 200);
+    apply(e, &cur, ptc_state_put_cert(cur, bad), NULL, NULL, false, &res);
+    CHECK_STR(res.code, "CADDY_LOAD_FAILED");
+    CHECK(json_is_true(json_object_get(res.details, "rolled_back")));
+    clear(&res);
+    CHECK_INT(get(http_port, "app.test", "/api/z", &body), 200);
+    CHECK_STR(ptc_buf_cstr(&body), "b /z");
+    st = e->ops->status(e, &level);
+    CHECK_INT(json_integer_value(json_object_get(st, "loads_ok")), loads_before + 1);
     json_decref(st);
     free(key);
     free(crt);
@@ -356,7 +402,7 @@ static void test_engine(void)
     ptc_buf metrics = PTC_BUF_INIT;
     e->ops->metrics(e, &metrics);
     CHECK(strstr(ptc_buf_cstr(&metrics), "portico_caddy_restarts_total 1\n") != NULL);
-    CHECK(strstr(ptc_buf_cstr(&metrics), "portico_caddy_loads_total{result=\"failed\"} 1\n") != NULL);
+    CHECK(strstr(ptc_buf_cstr(&metrics), "portico_caddy_loads_total{result=\"failed\"} 2\n") != NULL);
     ptc_buf_free(&metrics);
 
     pid = caddy_pid(e);
