@@ -36,9 +36,9 @@ struct ptc_io {
 };
 
 struct ptc_timer {
-    ptc_timer *next, *prev; /* private: the wheel slot's list (NULL: not armed) */
-    uint32_t slot;          /* private */
-    int64_t at;             /* the deadline in ptc_loop_now() milliseconds */
+    ptc_timer *next, **pprev; /* private: the list it is on (pprev NULL: not armed) */
+    uint32_t slot;            /* private: its wheel slot, or none while it is expiring */
+    int64_t at;               /* the deadline in ptc_loop_now() milliseconds */
     ptc_timer_cb cb;
 };
 

@@ -1,5 +1,6 @@
-/* The event loop: timer wheel ordering, re-arming, cancelling, long
- * deadlines that lap the wheel, file events and cross-thread wake-ups. */
+/* The event loop: timer wheel ordering, re-arming, cancelling (also of a
+ * timer already expiring), long deadlines that lap the wheel, file events
+ * and cross-thread wake-ups. */
 #include "core/loop.h"
 
 #include <pthread.h>
@@ -80,6 +81,44 @@ static void test_lap_and_past(void)
     ptc_loop_destroy(g_loop);
 }
 
+/* Two timers expire in the same tick and the first to fire cancels the
+ * other, which has already left the wheel: it must not fire, and the
+ * wheel's count must stay right, or the loop would stop looking at the
+ * later timers (the stop timer below would never fire). */
+static tagged pair[2];
+static void on_pair(ptc_timer *t)
+{
+    tagged *tg = (tagged *)t;
+    fired[n_fired++] = tg->id;
+    ptc_timer_cancel(g_loop, &pair[tg == &pair[0]].t);
+}
+
+static void test_cancel_expiring(void)
+{
+    int err;
+    g_loop = ptc_loop_create(&err);
+    n_fired = 0;
+    int64_t now = ptc_loop_now(g_loop);
+    tagged mid = {.id = 5}, stop = {.id = 99};
+    pair[0] = (tagged){.id = 1};
+    pair[1] = (tagged){.id = 2};
+    ptc_timer_init(&pair[0].t, on_pair);
+    ptc_timer_init(&pair[1].t, on_pair);
+    ptc_timer_init(&mid.t, on_timer);
+    ptc_timer_init(&stop.t, on_timer);
+    ptc_timer_set(g_loop, &pair[0].t, now + 5);
+    ptc_timer_set(g_loop, &pair[1].t, now + 5);
+    ptc_timer_set(g_loop, &mid.t, now + 15);
+    ptc_timer_set(g_loop, &stop.t, now + 40);
+    CHECK(ptc_loop_run(g_loop) == 0);
+    CHECK_INT(n_fired, 3);
+    CHECK(fired[0] == 1 || fired[0] == 2);
+    CHECK_INT(fired[1], 5);
+    CHECK_INT(fired[2], 99);
+    CHECK(!ptc_timer_active(&pair[0].t) && !ptc_timer_active(&pair[1].t));
+    ptc_loop_destroy(g_loop);
+}
+
 static int io_events;
 static void on_io(ptc_io *io, uint32_t events)
 {
@@ -132,6 +171,7 @@ int main(void)
 {
     RUN(test_order_cancel_rearm);
     RUN(test_lap_and_past);
+    RUN(test_cancel_expiring);
     RUN(test_io_and_wake);
     TEST_EXIT();
 }
