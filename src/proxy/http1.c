@@ -381,26 +381,27 @@ static const ptc_snap_upstream *pick_upstream(ptc_exchange *x, const ptc_snap_ro
         return NULL;
     if (r->n_upstreams == 1)
         return ptc_snap_upstream_healthy(&r->upstreams[0]) ? &r->upstreams[0] : NULL;
-    ptc_route_stats *s = x->stats;
-    if (s->bal_route != r || s->bal_n != r->n_upstreams) {
-        free(s->bal_current);
-        s->bal_current = ptc_xcalloc(r->n_upstreams, sizeof(int64_t));
-        s->bal_route = r;
-        s->bal_n = r->n_upstreams;
+    ptc_route_balance *b = x->stats->balance;
+    if (b == NULL || b->route != r || b->n != r->n_upstreams) {
+        free(b);
+        b = ptc_xcalloc(1, sizeof(*b) + r->n_upstreams * sizeof(int64_t));
+        b->route = r;
+        b->n = r->n_upstreams;
+        x->stats->balance = b;
     }
     int64_t total = 0;
     int best = -1;
     for (uint32_t i = 0; i < r->n_upstreams; i++) {
         if (!ptc_snap_upstream_healthy(&r->upstreams[i]))
             continue;
-        s->bal_current[i] += r->upstreams[i].weight;
+        b->current[i] += r->upstreams[i].weight;
         total += r->upstreams[i].weight;
-        if (best < 0 || s->bal_current[i] > s->bal_current[best])
+        if (best < 0 || b->current[i] > b->current[best])
             best = (int)i;
     }
     if (best < 0)
         return NULL;
-    s->bal_current[best] -= total;
+    b->current[best] -= total;
     return &r->upstreams[best];
 }
 

@@ -4,7 +4,8 @@
  * (relaxed atomics that compile to ordinary moves), so the hot path has no
  * locked instruction and no cache line shared between workers; a scrape
  * sums the workers.  Route counters are allocated on a route's first
- * request, so 10,000 routes cost nothing until they see traffic. */
+ * request, so 10,000 routes cost nothing until they see traffic, and
+ * little after. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,19 @@ _Static_assert(PTC_N_CODES < 255, "a slot number fits code_slot");
 static const int64_t lat_us[PTC_N_LAT] = {1000,   2500,   5000,   10000,   25000,   50000,
                                           100000, 250000, 500000, 1000000, 2500000, 5000000};
 
-static int code_slot(int status)
+_Static_assert(sizeof(ptc_route_stats) <= 96, "route counters stay small: one set per route and worker");
+
+/* Every count of a route, 64 bits wide (see ptc_route_stats). */
+struct ptc_route_wide {
+    atomic_uint_least64_t codes[PTC_N_CODES];
+    atomic_uint_least64_t lat[PTC_N_LAT + 1];
+};
+
+/* Route counters are carved from blocks of this many: no allocation
+ * header each, and they live as long as the worker. */
+#define STATS_SLAB 64
+
+int ptc_metrics_code_slot(int status)
 {
     for (size_t i = 0; i < N_EXACT; i++)
         if (codes[i] == status)
@@ -33,28 +46,54 @@ static int code_slot(int status)
     return (int)N_EXACT + cls - 1;
 }
 
+/* Adds one to a narrow counter; false, with nothing done, when that would
+ * take it to its limit (the caller then widens). */
+static bool narrow_inc(atomic_uint_least32_t *c)
+{
+    uint32_t v = atomic_load_explicit(c, memory_order_relaxed);
+    if (v >= UINT32_MAX - 1)
+        return false;
+    atomic_store_explicit(c, v + 1, memory_order_relaxed);
+    return true;
+}
+
+/* Moves s's counts to 64-bit counters: copies them, then publishes the
+ * copy (release: a scrape that sees it sees the copied counts). */
+static ptc_route_wide *widen(ptc_route_stats *s)
+{
+    ptc_route_wide *w = ptc_xcalloc(1, sizeof(*w));
+    for (int k = 0; k < PTC_CODES_INLINE; k++) {
+        uint8_t slot = atomic_load_explicit(&s->code_slot[k], memory_order_relaxed);
+        if (slot != 0)
+            atomic_init(&w->codes[slot - 1], atomic_load_explicit(&s->code_count[k], memory_order_relaxed));
+    }
+    for (int i = 0; i <= PTC_N_LAT; i++)
+        atomic_init(&w->lat[i], atomic_load_explicit(&s->lat[i], memory_order_relaxed));
+    atomic_store_explicit(&s->wide, w, memory_order_release);
+    return w;
+}
+
 void ptc_metrics_count(ptc_route_stats *s, int status)
 {
-    uint8_t slot = (uint8_t)(code_slot(status) + 1);
-    for (int k = 0; k < PTC_CODES_INLINE; k++) {
+    int slot = ptc_metrics_code_slot(status);
+    ptc_route_wide *w = atomic_load_explicit(&s->wide, memory_order_relaxed);
+    for (int k = 0; w == NULL && k < PTC_CODES_INLINE; k++) {
         uint8_t have = atomic_load_explicit(&s->code_slot[k], memory_order_relaxed);
-        if (have == slot) {
-            ptc_counter_add(&s->code_count[k], 1);
-            return;
+        if (have == slot + 1) {
+            if (narrow_inc(&s->code_count[k]))
+                return;
+            break;
         }
         if (have == 0) {
             /* The count first: a scrape that sees the slot sees its count. */
-            ptc_counter_add(&s->code_count[k], 1);
-            atomic_store_explicit(&s->code_slot[k], slot, memory_order_release);
+            atomic_store_explicit(&s->code_count[k], 1, memory_order_relaxed);
+            atomic_store_explicit(&s->code_slot[k], (uint8_t)(slot + 1), memory_order_release);
             return;
         }
     }
-    atomic_uint_least64_t *more = atomic_load_explicit(&s->codes_more, memory_order_relaxed);
-    if (more == NULL) {
-        more = ptc_xcalloc(PTC_N_CODES, sizeof(*more));
-        atomic_store_explicit(&s->codes_more, more, memory_order_release);
-    }
-    ptc_counter_add(&more[slot - 1], 1);
+    if (w == NULL)
+        w = widen(s);
+    ptc_counter_add(&w->codes[slot], 1);
 }
 
 void ptc_metrics_latency(ptc_route_stats *s, int64_t us)
@@ -62,8 +101,14 @@ void ptc_metrics_latency(ptc_route_stats *s, int64_t us)
     int i = 0;
     while (i < PTC_N_LAT && us > lat_us[i])
         i++;
-    ptc_counter_add(&s->lat[i], 1);
     ptc_counter_add(&s->lat_sum_us, (uint64_t)(us > 0 ? us : 0));
+    ptc_route_wide *w = atomic_load_explicit(&s->wide, memory_order_relaxed);
+    if (w == NULL) {
+        if (narrow_inc(&s->lat[i]))
+            return;
+        w = widen(s);
+    }
+    ptc_counter_add(&w->lat[i], 1);
 }
 
 void ptc_metrics_reserve(ptc_worker *w, const ptc_dp_snapshot *snap)
@@ -95,7 +140,14 @@ ptc_route_stats *ptc_metrics_route(ptc_worker *w, const ptc_snap_route *r)
     ptc_wmetrics *m = &w->m;
     ptc_route_stats *s = atomic_load_explicit(&m->by_route[r->stat_idx], memory_order_relaxed);
     if (s == NULL) {
-        s = ptc_xcalloc(1, sizeof(*s));
+        if (m->slab_left == 0) {
+            m->slab = ptc_xcalloc(STATS_SLAB, sizeof(*m->slab));
+            m->slab_left = STATS_SLAB;
+            m->slabs = ptc_xrealloc(m->slabs, (m->n_slabs + 1) * sizeof(void *));
+            m->slabs[m->n_slabs++] = m->slab;
+        }
+        s = m->slab++;
+        m->slab_left--;
         atomic_store_explicit(&m->by_route[r->stat_idx], s, memory_order_release);
     }
     return s;
@@ -103,19 +155,20 @@ ptc_route_stats *ptc_metrics_route(ptc_worker *w, const ptc_snap_route *r)
 
 static void stats_free_parts(ptc_route_stats *s)
 {
-    free(s->bal_current);
-    free((void *)atomic_load_explicit(&s->codes_more, memory_order_relaxed));
+    free(s->balance);
+    free(atomic_load_explicit(&s->wide, memory_order_relaxed));
 }
 
 void ptc_metrics_free(ptc_wmetrics *m)
 {
     for (uint32_t i = 0; i < m->n_by_route; i++) {
         ptc_route_stats *s = atomic_load_explicit(&m->by_route[i], memory_order_relaxed);
-        if (s != NULL) {
+        if (s != NULL)
             stats_free_parts(s);
-            free(s);
-        }
     }
+    for (size_t i = 0; i < m->n_slabs; i++)
+        free(m->slabs[i]);
+    free(m->slabs);
     free((void *)m->by_route);
     for (size_t i = 0; i < m->n_old_tables; i++)
         free(m->old_tables[i]);
@@ -123,34 +176,35 @@ void ptc_metrics_free(ptc_wmetrics *m)
     stats_free_parts(&m->none);
     m->by_route = NULL;
     m->n_by_route = 0;
+    m->slabs = NULL;
+    m->n_slabs = 0;
+    m->slab_left = 0;
 }
 
-typedef struct sums {
-    uint64_t codes[PTC_N_CODES];
-    uint64_t lat[PTC_N_LAT + 1];
-    uint64_t lat_sum_us;
-    bool any;
-} sums;
+void ptc_metrics_sum(ptc_route_sums *t, const ptc_route_stats *s)
+{
+    const ptc_route_wide *w = atomic_load_explicit(&s->wide, memory_order_acquire);
+    if (w != NULL) {
+        for (int i = 0; i < PTC_N_CODES; i++)
+            t->codes[i] += atomic_load_explicit(&w->codes[i], memory_order_relaxed);
+        for (int i = 0; i <= PTC_N_LAT; i++)
+            t->lat[i] += atomic_load_explicit(&w->lat[i], memory_order_relaxed);
+    } else {
+        for (int k = 0; k < PTC_CODES_INLINE; k++) {
+            uint8_t slot = atomic_load_explicit(&s->code_slot[k], memory_order_acquire);
+            if (slot != 0)
+                t->codes[slot - 1] += atomic_load_explicit(&s->code_count[k], memory_order_relaxed);
+        }
+        for (int i = 0; i <= PTC_N_LAT; i++)
+            t->lat[i] += atomic_load_explicit(&s->lat[i], memory_order_relaxed);
+    }
+    t->lat_sum_us += atomic_load_explicit(&s->lat_sum_us, memory_order_relaxed);
+    t->any = true;
+}
 
 static uint64_t ld(const atomic_uint_least64_t *v)
 {
     return atomic_load_explicit(v, memory_order_relaxed);
-}
-
-static void add_stats(sums *t, const ptc_route_stats *s)
-{
-    for (int k = 0; k < PTC_CODES_INLINE; k++) {
-        uint8_t slot = atomic_load_explicit(&s->code_slot[k], memory_order_acquire);
-        if (slot != 0)
-            t->codes[slot - 1] += ld(&s->code_count[k]);
-    }
-    const atomic_uint_least64_t *more = atomic_load_explicit(&s->codes_more, memory_order_acquire);
-    for (int i = 0; more != NULL && i < PTC_N_CODES; i++)
-        t->codes[i] += ld(&more[i]);
-    for (int i = 0; i <= PTC_N_LAT; i++)
-        t->lat[i] += ld(&s->lat[i]);
-    t->lat_sum_us += ld(&s->lat_sum_us);
-    t->any = true;
 }
 
 static void code_label(int slot, char out[16])
@@ -161,7 +215,7 @@ static void code_label(int slot, char out[16])
         snprintf(out, 16, "%cxx", (char)('1' + (slot - (int)N_EXACT) % 5));
 }
 
-static void render_route(ptc_buf *out, const char *name, const sums *t)
+static void render_route(ptc_buf *out, const char *name, const ptc_route_sums *t)
 {
     char code[16];
     for (int i = 0; i < PTC_N_CODES; i++) {
@@ -173,7 +227,7 @@ static void render_route(ptc_buf *out, const char *name, const sums *t)
     }
 }
 
-static void render_latency(ptc_buf *out, const char *name, const sums *t)
+static void render_latency(ptc_buf *out, const char *name, const ptc_route_sums *t)
 {
     uint64_t cum = 0;
     for (int i = 0; i <= PTC_N_LAT; i++) {
@@ -213,7 +267,7 @@ static void label_escape(const char *in, char *out, size_t outlen)
 void ptc_metrics_render(ptc_worker *const *workers, unsigned n, uint64_t generation, ptc_buf *out)
 {
     uint32_t n_names = ptc_snap_stat_count();
-    sums *all = ptc_xcalloc((size_t)n_names + 1, sizeof(sums));
+    ptc_route_sums *all = ptc_xcalloc((size_t)n_names + 1, sizeof(*all));
     uint64_t g[9] = {0};
 
     for (unsigned k = 0; k < n; k++) {
@@ -227,9 +281,9 @@ void ptc_metrics_render(ptc_worker *const *workers, unsigned n, uint64_t generat
         for (uint32_t i = 0; i < n_table && i < n_names; i++) {
             ptc_route_stats *s = atomic_load_explicit(&table[i], memory_order_acquire);
             if (s != NULL)
-                add_stats(&all[i], s);
+                ptc_metrics_sum(&all[i], s);
         }
-        add_stats(&all[n_names], &m->none);
+        ptc_metrics_sum(&all[n_names], &m->none);
         const atomic_uint_least64_t *gauges[9] = {
             &m->clients, &m->upstreams,          &m->upstreams_idle,    &m->accepted,        &m->handshakes,
             &m->resumed, &m->handshake_failures, &m->upstream_connects, &m->upstream_retries};

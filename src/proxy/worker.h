@@ -85,22 +85,40 @@ typedef struct ptc_pconn {
 
 /* One route's counters in one worker: written by that worker only (plain
  * loads and stores through relaxed atomics, no locked instructions), read
- * by the scraper.  A route answers with few distinct statuses, so the
- * first PTC_CODES_INLINE get a counter in place and the table of every
- * status is allocated only for a route that answers more (184 bytes per
- * route and worker instead of 400: 2 MB at 10,000 routes). */
+ * by the scraper.  They are kept small, since every route that saw a
+ * request has them in every worker that served it (96 bytes, 1 MB at
+ * 10,000 routes): a route answers with few distinct statuses, so the first
+ * PTC_CODES_INLINE get a counter in place, and counters are 32 bits wide.
+ * A route that answers a fifth status, or one of whose counters is about
+ * to wrap, moves all its counts to 64-bit ones of every status (`wide`,
+ * allocated then, published once with its copied counts; the narrow ones
+ * stop moving, so a scrape reading either never sees a count go back). */
+typedef struct ptc_route_wide ptc_route_wide;
+
+/* Smooth weighted round-robin state (nginx's algorithm) of a route with
+ * several upstreams in one worker (http1.c's pick_upstream). */
+typedef struct ptc_route_balance {
+    const ptc_snap_route *route; /* the snapshot's route it was made for */
+    uint32_t n;
+    int64_t current[];
+} ptc_route_balance;
+
 typedef struct ptc_route_stats {
     _Atomic uint8_t code_slot[PTC_CODES_INLINE]; /* 1 + the status's slot, 0: unused */
-    atomic_uint_least64_t code_count[PTC_CODES_INLINE];
-    _Atomic(atomic_uint_least64_t *) codes_more; /* PTC_N_CODES counters, or NULL */
-    atomic_uint_least64_t lat[PTC_N_LAT + 1];
+    atomic_uint_least32_t code_count[PTC_CODES_INLINE];
+    atomic_uint_least32_t lat[PTC_N_LAT + 1];
     atomic_uint_least64_t lat_sum_us;
-    /* Smooth weighted round-robin state (nginx's algorithm), per worker;
-     * reset when the route object changes with a new snapshot. */
-    const ptc_snap_route *bal_route;
-    uint32_t bal_n;
-    int64_t *bal_current;
+    _Atomic(ptc_route_wide *) wide; /* NULL until needed */
+    ptc_route_balance *balance;     /* NULL until a pick among several upstreams */
 } ptc_route_stats;
+
+/* A route's counts summed over workers, as a scrape reads them. */
+typedef struct ptc_route_sums {
+    uint64_t codes[PTC_N_CODES]; /* by ptc_metrics_code_slot */
+    uint64_t lat[PTC_N_LAT + 1]; /* by latency bucket, the last one +Inf */
+    uint64_t lat_sum_us;
+    bool any;
+} ptc_route_sums;
 
 typedef struct ptc_wmetrics {
     /* Held only to swap or copy by_route and n_by_route: a grown table is
@@ -111,7 +129,11 @@ typedef struct ptc_wmetrics {
     uint32_t n_by_route;
     void **old_tables;
     size_t n_old_tables;
-    ptc_route_stats none; /* requests that matched no route */
+    ptc_route_stats none;  /* requests that matched no route */
+    ptc_route_stats *slab; /* route counters are carved from blocks (metrics.c) */
+    uint32_t slab_left;
+    void **slabs;
+    size_t n_slabs;
     atomic_uint_least64_t clients, upstreams, upstreams_idle;
     atomic_uint_least64_t accepted, handshakes, resumed, handshake_failures;
     atomic_uint_least64_t upstream_connects, upstream_retries;
@@ -377,6 +399,10 @@ ptc_route_stats *ptc_metrics_route(ptc_worker *w, const ptc_snap_route *r);
 void ptc_metrics_reserve(ptc_worker *w, const ptc_dp_snapshot *snap);
 void ptc_metrics_count(ptc_route_stats *s, int status);
 void ptc_metrics_latency(ptc_route_stats *s, int64_t us);
+/* Adds s's counts into t (any thread; see ptc_route_stats). */
+void ptc_metrics_sum(ptc_route_sums *t, const ptc_route_stats *s);
+/* The counter slot of an HTTP status (an index of ptc_route_sums.codes). */
+int ptc_metrics_code_slot(int status);
 void ptc_metrics_free(ptc_wmetrics *m);
 /* Sums every worker's counters into Prometheus text. */
 void ptc_metrics_render(ptc_worker *const *workers, unsigned n, uint64_t generation, ptc_buf *out);
