@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,13 @@ static int serve(int nflags, char **flags)
     if ((s = load_settings(nflags, flags)) == NULL)
         return 2;
     setup_logging(s);
+    /* A route change at 10,000 routes allocates a few tables of 100 to
+     * 300 KB and frees the previous ones.  glibc raises its mmap threshold
+     * past such sizes once one is freed, and they then come from the heap,
+     * where the small objects that outlive them (a proxy, a compiled route)
+     * land between them and keep their pages: a fixed threshold keeps them
+     * mapped apart and given back whole (0.5 MB less after 10,000 PUTs). */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     ptc_log_info("portico starting", PTC_LS("version", PTC_VERSION),
                  PTC_LS("engine", ptc_settings_get(s, PTC_SET_ENGINE)),

@@ -220,7 +220,7 @@ void *ptc_store_sqlite_open(const char *path, char *err, size_t errlen)
     /* A 512 KiB page cache, not the default 2 MiB: the store is read whole
      * once at start, then a change writes a few pages. */
     if (exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
-                " PRAGMA cache_size = -512;") != 0) {
+                " PRAGMA cache_size = -128;") != 0) {
         snprintf(err, errlen, "store %s: cannot set WAL mode: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
