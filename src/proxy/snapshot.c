@@ -29,15 +29,22 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 /* ------------------------------------------------------------ registries */
 
 /* A string-keyed registry with stable indices; entries are never removed,
- * so a name keeps its index for the life of the process. */
+ * so a name keeps its index and its address for the life of the process.
+ * Names are packed into blocks that never move (at 10,000 route names, one
+ * allocation each would double what they take); values are kept only by
+ * a registry that asks for them. */
+#define REG_BLOCK 16384
+
 typedef struct registry {
     pthread_mutex_t lock;
-    char **names;
-    uint32_t *lens;
+    bool with_values;
+    const char **names;
     void **values;
     uint32_t n, cap;
     uint32_t *tab; /* index + 1 */
     uint32_t mask;
+    char *block; /* where the next name goes, REG_BLOCK bytes at most */
+    size_t block_left;
 } registry;
 
 static registry g_stats = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -47,12 +54,30 @@ static uint32_t *reg_slot(registry *r, const char *name, size_t len)
 {
     for (uint64_t i = fnv(FNV0, name, len);; i++) {
         uint32_t *s = &r->tab[i & r->mask];
-        if (*s == 0 || (r->lens[*s - 1] == len && memcmp(r->names[*s - 1], name, len) == 0))
+        if (*s == 0)
+            return s;
+        const char *have = r->names[*s - 1];
+        if (strncmp(have, name, len) == 0 && have[len] == '\0')
             return s;
     }
 }
 
-/* Caller holds r->lock.  Returns the index of name, adding it when new. */
+/* A copy of name[0..len) in r's blocks.  Caller holds r->lock. */
+static const char *reg_copy(registry *r, const char *name, size_t len)
+{
+    if (r->block_left < len + 1) {
+        r->block = ptc_xmalloc(REG_BLOCK);
+        r->block_left = REG_BLOCK;
+    }
+    char *copy = memcpy(r->block, name, len);
+    copy[len] = '\0';
+    r->block += len + 1;
+    r->block_left -= len + 1;
+    return copy;
+}
+
+/* Caller holds r->lock.  Returns the index of name (at most MAX_NAME + 16
+ * bytes), adding it when new. */
 static uint32_t reg_intern(registry *r, const char *name, size_t len, bool *added)
 {
     if (r->tab == NULL || (r->n + 1) * 2 > r->mask + 1) {
@@ -61,7 +86,7 @@ static uint32_t reg_intern(registry *r, const char *name, size_t len, bool *adde
         r->tab = ptc_xcalloc(cap, sizeof(uint32_t));
         r->mask = cap - 1;
         for (uint32_t i = 0; i < r->n; i++)
-            *reg_slot(r, r->names[i], r->lens[i]) = i + 1;
+            *reg_slot(r, r->names[i], strlen(r->names[i])) = i + 1;
     }
     uint32_t *s = reg_slot(r, name, len);
     *added = *s == 0;
@@ -69,12 +94,12 @@ static uint32_t reg_intern(registry *r, const char *name, size_t len, bool *adde
         if (r->n == r->cap) {
             r->cap = r->cap ? r->cap * 2 : 256;
             r->names = ptc_xrealloc(r->names, r->cap * sizeof(char *));
-            r->lens = ptc_xrealloc(r->lens, r->cap * sizeof(uint32_t));
-            r->values = ptc_xrealloc(r->values, r->cap * sizeof(void *));
+            if (r->with_values)
+                r->values = ptc_xrealloc(r->values, r->cap * sizeof(void *));
         }
-        r->names[r->n] = ptc_xstrndup(name, len);
-        r->lens[r->n] = (uint32_t)len;
-        r->values[r->n] = NULL;
+        r->names[r->n] = reg_copy(r, name, len);
+        if (r->with_values)
+            r->values[r->n] = NULL;
         *s = ++r->n;
     }
     return *s - 1;
@@ -106,7 +131,7 @@ struct ptc_health_cell {
     atomic_uint failures; /* in a row, across workers */
 };
 
-static registry g_health = {.lock = PTHREAD_MUTEX_INITIALIZER};
+static registry g_health = {.lock = PTHREAD_MUTEX_INITIALIZER, .with_values = true};
 
 bool ptc_snap_upstream_healthy(const ptc_snap_upstream *u)
 {
@@ -370,12 +395,12 @@ static ptc_snap_cell *cell_build(const ptc_dp_route *in, size_t i, resolver *rv,
         return NULL;
     }
     size_t name_len = strlen(in->name), domain_len = strlen(in->domain), prefix_len = strlen(in->path_prefix);
-    if (!valid_domain_n(in->domain, domain_len) || in->path_prefix[0] != '/' ||
-        (in->n_upstreams > 0 && in->upstreams == NULL)) {
-        snprintf(err, errlen, "route %zu (%s): bad domain or path prefix", i, in->name);
+    if (name_len == 0 || name_len > MAX_NAME || !valid_domain_n(in->domain, domain_len) ||
+        in->path_prefix[0] != '/' || (in->n_upstreams > 0 && in->upstreams == NULL)) {
+        snprintf(err, errlen, "route %zu: bad name, domain or path prefix", i);
         return NULL;
     }
-    size_t bytes = name_len + domain_len + prefix_len + 3;
+    size_t bytes = domain_len + prefix_len + 2; /* the name is the interned one */
     for (size_t j = 0; j < in->n_upstreams; j++)
         bytes += strlen(in->upstreams[j].host ? in->upstreams[j].host : "") + 8;
     ptc_snap_cell *c = ptc_xcalloc(1, sizeof(*c) + in->n_upstreams * sizeof(ptc_snap_upstream) + bytes);
@@ -397,7 +422,6 @@ static ptc_snap_cell *cell_build(const ptc_dp_route *in, size_t i, resolver *rv,
         u->addr_hash = fnv(FNV0, &a.ss, a.len);
         u->weight = in->upstreams[j].weight ? in->upstreams[j].weight : 1;
     }
-    out->name = put_strn(&arena, in->name, name_len);
     out->domain = put_strn(&arena, in->domain, domain_len);
     out->path_prefix = put_strn(&arena, in->path_prefix, prefix_len);
     out->strip_prefix = in->strip_prefix;
@@ -412,7 +436,8 @@ static ptc_snap_cell *cell_build(const ptc_dp_route *in, size_t i, resolver *rv,
         arena += put_label(arena, in->upstreams[j].host, in->upstreams[j].port);
     }
     pthread_mutex_lock(&g_stats.lock);
-    out->stat_idx = reg_intern(&g_stats, out->name, name_len, &added);
+    out->stat_idx = reg_intern(&g_stats, in->name, name_len, &added);
+    out->name = g_stats.names[out->stat_idx];
     pthread_mutex_unlock(&g_stats.lock);
     pthread_mutex_lock(&g_health.lock);
     for (size_t j = 0; j < in->n_upstreams; j++)
