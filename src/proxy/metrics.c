@@ -128,10 +128,18 @@ void ptc_metrics_reserve(ptc_worker *w, const ptc_dp_snapshot *snap)
     _Atomic(ptc_route_stats *) *old = m->by_route;
     m->by_route = grown;
     m->n_by_route = n;
-    pthread_mutex_unlock(&m->grow_lock);
     if (old != NULL) {
         m->old_tables = ptc_xrealloc(m->old_tables, (m->n_old_tables + 1) * sizeof(void *));
         m->old_tables[m->n_old_tables++] = (void *)old;
+    }
+    /* A scrape copies the table and counts itself under the lock: with
+     * none counted now, none holds any replaced table. */
+    bool unread = atomic_load_explicit(&m->readers, memory_order_acquire) == 0;
+    pthread_mutex_unlock(&m->grow_lock);
+    if (unread) {
+        for (size_t i = 0; i < m->n_old_tables; i++)
+            free(m->old_tables[i]);
+        m->n_old_tables = 0;
     }
 }
 
@@ -273,16 +281,18 @@ void ptc_metrics_render(ptc_worker *const *workers, unsigned n, uint64_t generat
     for (unsigned k = 0; k < n; k++) {
         ptc_wmetrics *m = &workers[k]->m;
         /* Copy the table's address under the lock, read it without: the
-         * worker never waits for a scrape. */
+         * worker never waits for a scrape (see ptc_wmetrics.readers). */
         pthread_mutex_lock(&m->grow_lock);
         _Atomic(ptc_route_stats *) *table = m->by_route;
         uint32_t n_table = m->n_by_route;
+        atomic_fetch_add_explicit(&m->readers, 1, memory_order_relaxed);
         pthread_mutex_unlock(&m->grow_lock);
         for (uint32_t i = 0; i < n_table && i < n_names; i++) {
             ptc_route_stats *s = atomic_load_explicit(&table[i], memory_order_acquire);
             if (s != NULL)
                 ptc_metrics_sum(&all[i], s);
         }
+        atomic_fetch_sub_explicit(&m->readers, 1, memory_order_release);
         ptc_metrics_sum(&all[n_names], &m->none);
         const atomic_uint_least64_t *gauges[9] = {
             &m->clients, &m->upstreams,          &m->upstreams_idle,    &m->accepted,        &m->handshakes,

@@ -122,11 +122,14 @@ typedef struct ptc_route_sums {
 
 typedef struct ptc_wmetrics {
     /* Held only to swap or copy by_route and n_by_route: a grown table is
-     * published under it, and the one it replaces is kept (in old_tables)
-     * until the worker is destroyed, since a scrape may still read it. */
+     * published under it.  A scrape counts itself in `readers` while it
+     * reads a copied table, so the table a growth replaces is freed at
+     * once when no scrape is reading, else kept (in old_tables) until a
+     * later growth finds none, or the worker is destroyed. */
     pthread_mutex_t grow_lock;
     _Atomic(ptc_route_stats *) *by_route;
     uint32_t n_by_route;
+    atomic_uint readers;
     void **old_tables;
     size_t n_old_tables;
     ptc_route_stats none;  /* requests that matched no route */

@@ -1,7 +1,8 @@
 /* A route's counters in one worker: the statuses counted in place, the
  * move to 64-bit counters when a fifth status comes or a 32-bit counter
  * would wrap (no count lost, none going back), the latency histogram, and
- * the counters carved for many routes. */
+ * the counters carved for many routes, whose replaced tables are freed
+ * unless a scrape is reading them. */
 #include "proxy/worker.h"
 
 #include <stdint.h>
@@ -105,6 +106,18 @@ static void test_many_routes(void)
         CHECK(ptc_metrics_route(w, &routes[i]) == got[i]);
         CHECK_INT(sum(got[i]).codes[ptc_metrics_code_slot(200)], i % 3 + 1);
     }
+    /* No scrape was reading: the replaced tables are gone.  One that is
+     * reading keeps the table it copied until a growth finds none. */
+    CHECK_INT(w->m.n_old_tables, 0);
+    atomic_fetch_add(&w->m.readers, 1);
+    snap.stat_limit = 5000;
+    ptc_metrics_reserve(w, &snap);
+    CHECK_INT(w->m.n_old_tables, 1);
+    atomic_fetch_sub(&w->m.readers, 1);
+    snap.stat_limit = 20000;
+    ptc_metrics_reserve(w, &snap);
+    CHECK_INT(w->m.n_old_tables, 0);
+    CHECK(ptc_metrics_route(w, &routes[999]) == got[999]);
     ptc_metrics_free(&w->m);
     pthread_mutex_destroy(&w->m.grow_lock);
     free(w);
