@@ -443,13 +443,15 @@ static void test_checker_follows_state(void)
 {
     server srv;
     seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
-    char ups[128], ups2[160], line[64];
+    char ups[128], ups2[256], line[64];
     unsigned dead = dead_port();
     server_start(&srv);
     snprintf(ups, sizeof(ups), "[{\"host\": \"127.0.0.1\", \"port\": %u}]", srv.port);
+    /* b lists a's upstream twice: its transitions name b once */
     snprintf(ups2, sizeof(ups2),
-             "[{\"host\": \"127.0.0.1\", \"port\": %u}, {\"host\": \"127.0.0.1\", \"port\": %u}]", srv.port,
-             dead);
+             "[{\"host\": \"127.0.0.1\", \"port\": %u}, {\"host\": \"127.0.0.1\", \"port\": %u}, "
+             "{\"host\": \"127.0.0.1\", \"port\": %u, \"weight\": 2}]",
+             srv.port, dead, srv.port);
 
     ptc_health_config cfg = {.max_in_flight = 4, .max_connections = 64};
     ptc_health_listener l = {on_transition, on_address, &s};
