@@ -20,8 +20,10 @@
 typedef struct ptc_dp_upstream {
     const char *host; /* an IP literal or a host name (resolved when the snapshot is built) */
     unsigned port;
-    unsigned weight; /* >= 1 */
+    unsigned weight; /* 1..PTC_DP_WEIGHT_MAX */
 } ptc_dp_upstream;
+
+#define PTC_DP_WEIGHT_MAX 65535
 
 typedef struct ptc_dp_route {
     const char *name;        /* the proxy's name, for logs and metrics */

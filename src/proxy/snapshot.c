@@ -156,11 +156,14 @@ void ptc_snap_upstream_succeeded(const ptc_snap_upstream *u)
         atomic_store_explicit(&c->failures, 0, memory_order_relaxed);
 }
 
-/* The cell for key, made healthy when new.  Caller holds g_health.lock. */
-static ptc_health_cell *health_cell(const char *key, size_t len)
+/* The cell for key, made healthy when new; *interned (if not NULL) is the
+ * registry's copy of key.  Caller holds g_health.lock. */
+static ptc_health_cell *health_cell(const char *key, size_t len, const char **interned)
 {
     bool added;
     uint32_t idx = reg_intern(&g_health, key, len, &added);
+    if (interned != NULL)
+        *interned = g_health.names[idx];
     ptc_health_cell *c = g_health.values[idx];
     if (c == NULL) {
         c = ptc_xcalloc(1, sizeof(*c));
@@ -178,7 +181,7 @@ int ptc_dp_upstream_set_healthy(const char *host, unsigned port, bool healthy)
     if (len < 0 || (size_t)len >= sizeof(key))
         return -EINVAL;
     pthread_mutex_lock(&g_health.lock);
-    ptc_health_cell *c = health_cell(key, (size_t)len);
+    ptc_health_cell *c = health_cell(key, (size_t)len, NULL);
     atomic_store_explicit(&c->failures, 0, memory_order_relaxed);
     atomic_store_explicit(&c->healthy, healthy, memory_order_relaxed);
     pthread_mutex_unlock(&g_health.lock);
@@ -221,6 +224,8 @@ static snap_cert_slot *cert_slot(const ptc_dp_snapshot *s, const char *name, siz
             return slot;
     }
 }
+
+_Static_assert(sizeof(ptc_snap_upstream) <= 56, "one per upstream of every route: 10,000 routes hold them");
 
 struct ptc_snap_cell {
     atomic_long refs;
@@ -400,9 +405,14 @@ static ptc_snap_cell *cell_build(const ptc_dp_route *in, size_t i, resolver *rv,
         snprintf(err, errlen, "route %zu: bad name, domain or path prefix", i);
         return NULL;
     }
-    size_t bytes = domain_len + prefix_len + 2; /* the name is the interned one */
-    for (size_t j = 0; j < in->n_upstreams; j++)
-        bytes += strlen(in->upstreams[j].host ? in->upstreams[j].host : "") + 8;
+    /* The name and the upstreams' labels are the interned ones. */
+    size_t bytes = domain_len + prefix_len + 2;
+    for (size_t j = 0; j < in->n_upstreams; j++) {
+        if (in->upstreams[j].host == NULL || strlen(in->upstreams[j].host) > MAX_NAME) {
+            snprintf(err, errlen, "route %s: bad upstream", in->name);
+            return NULL;
+        }
+    }
     ptc_snap_cell *c = ptc_xcalloc(1, sizeof(*c) + in->n_upstreams * sizeof(ptc_snap_upstream) + bytes);
     char *arena = (char *)&c->ups[in->n_upstreams];
     ptc_snap_route *out = &c->route;
@@ -418,9 +428,10 @@ static ptc_snap_cell *cell_build(const ptc_dp_route *in, size_t i, resolver *rv,
             return NULL;
         }
         memcpy(&u->addr, &a.ss, a.len);
-        u->addr_len = a.len;
+        u->addr_len = (uint16_t)a.len;
         u->addr_hash = fnv(FNV0, &a.ss, a.len);
-        u->weight = in->upstreams[j].weight ? in->upstreams[j].weight : 1;
+        unsigned weight = in->upstreams[j].weight ? in->upstreams[j].weight : 1;
+        u->weight = (uint16_t)(weight < PTC_DP_WEIGHT_MAX ? weight : PTC_DP_WEIGHT_MAX);
     }
     out->domain = put_strn(&arena, in->domain, domain_len);
     out->path_prefix = put_strn(&arena, in->path_prefix, prefix_len);
@@ -431,17 +442,16 @@ static ptc_snap_cell *cell_build(const ptc_dp_route *in, size_t i, resolver *rv,
     out->max_body_size = in->max_body_size;
     out->upstreams = c->ups;
     out->n_upstreams = (uint32_t)in->n_upstreams;
-    for (size_t j = 0; j < in->n_upstreams; j++) {
-        c->ups[j].label = arena;
-        arena += put_label(arena, in->upstreams[j].host, in->upstreams[j].port);
-    }
     pthread_mutex_lock(&g_stats.lock);
     out->stat_idx = reg_intern(&g_stats, in->name, name_len, &added);
     out->name = g_stats.names[out->stat_idx];
     pthread_mutex_unlock(&g_stats.lock);
     pthread_mutex_lock(&g_health.lock);
-    for (size_t j = 0; j < in->n_upstreams; j++)
-        c->ups[j].health = health_cell(c->ups[j].label, strlen(c->ups[j].label));
+    for (size_t j = 0; j < in->n_upstreams; j++) {
+        char label[MAX_NAME + 16];
+        size_t n = put_label(label, in->upstreams[j].host, in->upstreams[j].port);
+        c->ups[j].health = health_cell(label, n - 1, &c->ups[j].label);
+    }
     pthread_mutex_unlock(&g_health.lock);
     return c;
 }

@@ -34,10 +34,10 @@ typedef struct ptc_snap_upstream {
         struct sockaddr_in in4;
         struct sockaddr_in6 in6;
     } addr;
-    socklen_t addr_len;
+    uint16_t addr_len;
+    uint16_t weight;    /* 1..PTC_DP_WEIGHT_MAX */
     uint64_t addr_hash; /* keys the workers' keep-alive pools */
-    const char *label;  /* "host:port" as configured, for logs and metrics */
-    unsigned weight;
+    const char *label;  /* "host:port" as configured, for logs and metrics (interned for good) */
     ptc_health_cell *health;
 } ptc_snap_upstream;
 
