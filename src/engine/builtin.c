@@ -233,14 +233,16 @@ static void builtin_destroy(ptc_engine *e)
     free(e);
 }
 
-/* The route array build_snapshot reuses (0.75 MB at 10,000 routes) is
- * only worth keeping while changes come in a run. */
+/* The route array build_snapshot reuses (0.75 MB at 10,000 routes), and
+ * what the snapshot builds keep, are only worth keeping while changes come
+ * in a run. */
 static void builtin_trim(ptc_engine *e)
 {
     builtin *b = e->impl;
     free(b->routes);
     b->routes = NULL;
     b->routes_cap = 0;
+    ptc_dp_snapshot_trim();
 }
 
 static const ptc_engine_ops builtin_ops = {

@@ -28,7 +28,11 @@ typedef struct ptc_router_entry {
  * entry with the same domain and prefix never matches.  Never fails (out
  * of memory aborts). */
 ptc_router *ptc_router_build(const ptc_router_entry *entries, size_t n);
+/* Frees r; its memory is kept for the next build until ptc_router_trim. */
 void ptc_router_free(ptc_router *r);
+/* Gives back the memory kept by the last ptc_router_free (when changes
+ * have stopped coming). */
+void ptc_router_trim(void);
 
 /* Finds the entry for a normalised host (lower-case, no port, no trailing
  * dot: what ptc_http_parse_host writes) and a normalised path (what

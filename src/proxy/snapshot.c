@@ -502,12 +502,56 @@ static int add_certs(ptc_dp_snapshot *s, const ptc_dp_snapshot *prev, const ptc_
     return 0;
 }
 
+/* The router's input, kept from one build to the next like the router's
+ * own block (see router.c), until ptc_dp_snapshot_trim. */
+static pthread_mutex_t g_entries_lock = PTHREAD_MUTEX_INITIALIZER;
+static ptc_router_entry *g_entries;
+static size_t g_entries_cap;
+
+static ptc_router_entry *entries_get(size_t n, size_t *cap)
+{
+    pthread_mutex_lock(&g_entries_lock);
+    ptc_router_entry *e = g_entries;
+    *cap = g_entries_cap;
+    g_entries = NULL;
+    g_entries_cap = 0;
+    pthread_mutex_unlock(&g_entries_lock);
+    if (e == NULL || *cap < n || *cap / 2 > n) {
+        free(e);
+        *cap = n + n / 8 + 1; /* room to grow, as in router.c */
+        e = ptc_xmalloc(*cap * sizeof(*e));
+    }
+    return e;
+}
+
+static void entries_put(ptc_router_entry *e, size_t cap)
+{
+    pthread_mutex_lock(&g_entries_lock);
+    ptc_router_entry *old = g_entries;
+    g_entries = e;
+    g_entries_cap = cap;
+    pthread_mutex_unlock(&g_entries_lock);
+    free(old);
+}
+
+void ptc_dp_snapshot_trim(void)
+{
+    pthread_mutex_lock(&g_entries_lock);
+    ptc_router_entry *e = g_entries;
+    g_entries = NULL;
+    g_entries_cap = 0;
+    pthread_mutex_unlock(&g_entries_lock);
+    free(e);
+    ptc_router_trim();
+}
+
 ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_snapshot *prev, const ptc_dp_route *routes,
                                        size_t n_routes, const ptc_dp_cert *certs, size_t n_certs, char *err,
                                        size_t errlen)
 {
     ptc_dp_snapshot *s = ptc_xcalloc(1, sizeof(*s));
-    ptc_router_entry *entries = ptc_xmalloc((n_routes ? n_routes : 1) * sizeof(*entries));
+    size_t entries_cap;
+    ptc_router_entry *entries = entries_get(n_routes, &entries_cap);
     resolver rv = {0};
     atomic_init(&s->refs, 1);
 
@@ -532,11 +576,11 @@ ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_snapshot *prev, const ptc_dp
     s->router = ptc_router_build(entries, n_routes);
     if (add_certs(s, prev, certs, n_certs, err, errlen) < 0)
         goto fail;
-    free(entries);
+    entries_put(entries, entries_cap);
     free(rv.cache);
     return s;
 fail:
-    free(entries);
+    entries_put(entries, entries_cap);
     free(rv.cache);
     snapshot_free(s);
     return NULL;

@@ -155,6 +155,36 @@ static void test_scale(void)
     free(names);
 }
 
+/* A router built in the block of the one freed before it (changes come in
+ * runs) answers for its own entries only, tables and counts reset; one
+ * that needs a bigger block, or a much smaller one, gets a new block. */
+static void test_reused_block(void)
+{
+    const ptc_router_entry a[] = {{"a.example", "/", 1}, {"*.a.example", "/", 2}, {"b.example", "/x", 3}};
+    const ptc_router_entry b[] = {{"c.example", "/", 4}, {"b.example", "/", 5}, {"*.c.example", "/y", 6}};
+    ptc_router *r = ptc_router_build(a, 3);
+    CHECK_INT(match(r, "b.example", "/x/1", NULL), 3);
+    ptc_router_free(r);
+    r = ptc_router_build(b, 3);
+    CHECK_INT(match(r, "a.example", "/", NULL), -1);
+    CHECK_INT(match(r, "z.a.example", "/", NULL), -1);
+    CHECK_INT(match(r, "b.example", "/x/1", NULL), 5);
+    CHECK_INT(match(r, "c.example", "/", NULL), 4);
+    CHECK_INT(match(r, "q.c.example", "/y", NULL), 6);
+    CHECK_INT(match(r, "q.c.example", "/", NULL), -1);
+    ptc_router *r2 = ptc_router_build(b, 2); /* while r lives: a block of its own */
+    CHECK_INT(match(r2, "q.c.example", "/y", NULL), -1);
+    CHECK_INT(match(r2, "b.example", "/", NULL), 5);
+    CHECK_INT(match(r, "q.c.example", "/y", NULL), 6);
+    ptc_router_free(r2);
+    ptc_router_free(r);
+    ptc_router *empty = ptc_router_build(NULL, 0);
+    CHECK_INT(match(empty, "b.example", "/", NULL), -1);
+    ptc_router_free(empty);
+    ptc_router_trim();
+    ptc_router_trim();
+}
+
 int main(void)
 {
     RUN(test_exact_and_prefix);
@@ -163,5 +193,6 @@ int main(void)
     RUN(test_host_key);
     RUN(test_normalised_forms);
     RUN(test_scale);
+    RUN(test_reused_block);
     TEST_EXIT();
 }
