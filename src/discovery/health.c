@@ -121,6 +121,17 @@ typedef struct member {
 
 typedef struct address address;
 
+/* A target's ptc_health_view, kept small: the error text is allocated
+ * only while the target has one (view_out makes the public view). */
+typedef struct tview {
+    ptc_hstate state;
+    int last_status;
+    char *last_error; /* NULL: none */
+    int64_t checked_at, changed_at;
+    unsigned consecutive;
+    bool passive;
+} tview;
+
 typedef struct target {
     char *key; /* "host port path" */
     char *host;
@@ -146,7 +157,7 @@ typedef struct target {
     size_t n_members, cap_members;
     unsigned interval_ms, timeout_ms, healthy_threshold, unhealthy_threshold;
     ptc_hsm sm;
-    ptc_health_view view;
+    tview view;
     int64_t due; /* monotonic ms of the next check */
     size_t heap_idx;
     bool removed, reuse;
@@ -458,6 +469,26 @@ static int cmp_ptr(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The error of t's last result; "" clears it. */
+static void set_error(target *t, const char *msg)
+{
+    if (t->view.last_error != NULL && strcmp(t->view.last_error, msg) == 0)
+        return;
+    free(t->view.last_error);
+    t->view.last_error = msg[0] ? ptc_xstrdup(msg) : NULL;
+}
+
+static void view_out(const target *t, ptc_health_view *out)
+{
+    *out = (ptc_health_view){.state = t->view.state,
+                             .last_status = t->view.last_status,
+                             .checked_at = t->view.checked_at,
+                             .changed_at = t->view.changed_at,
+                             .consecutive = t->view.consecutive,
+                             .passive = t->view.passive};
+    snprintf(out->last_error, sizeof(out->last_error), "%s", t->view.last_error ? t->view.last_error : "");
+}
+
 static void queue_transition(ptc_health *h, const target *t, ptc_hstate from)
 {
     event *e = ptc_xcalloc(1, sizeof(*e));
@@ -467,7 +498,7 @@ static void queue_transition(ptc_health *h, const target *t, ptc_hstate from)
     e->path = ptc_xstrdup(t->path);
     e->from = from;
     e->to = t->sm.state;
-    e->view = t->view;
+    view_out(t, &e->view);
     e->proxies = ptc_xcalloc(t->n_members + 1, sizeof(char *));
     /* A proxy listing the same upstream twice is named once: sorted by
      * proxy, its members are neighbours (10,000 routes on one upstream
@@ -540,11 +571,6 @@ static void note_state(ptc_health *h, target *t, ptc_hstate from)
         queue_address(h, a, false);
     else if (from == PTC_HSTATE_UNHEALTHY && --a->n_unhealthy == 0)
         queue_address(h, a, true);
-}
-
-static void set_error(target *t, const char *msg)
-{
-    snprintf(t->view.last_error, sizeof(t->view.last_error), "%s", msg);
 }
 
 static void wake(ptc_health *h)
@@ -633,7 +659,13 @@ static target *target_new(ptc_health *h, const char *key, const char *host, unsi
     const saved *sv = map_get(&h->saved, &saved_ops, key);
     if (sv) {
         t->sm.state = sv->state;
-        t->view = sv->view;
+        t->view = (tview){.state = sv->view.state,
+                          .last_status = sv->view.last_status,
+                          .checked_at = sv->view.checked_at,
+                          .changed_at = sv->view.changed_at,
+                          .consecutive = sv->view.consecutive,
+                          .passive = sv->view.passive};
+        set_error(t, sv->view.last_error);
         t->due = now + (int64_t)ptc_random_below(RESEED_SPREAD_MS);
         note_state(h, t, PTC_HSTATE_UNKNOWN);
     } else {
@@ -661,6 +693,7 @@ static void target_free(target *t)
     free(t->host);
     free(t->path);
     free(t->request);
+    free(t->view.last_error);
     free(t->members);
     free(t);
 }
@@ -1425,7 +1458,7 @@ int ptc_health_get(ptc_health *h, const char *host, unsigned port, const char *p
     pthread_mutex_lock(&h->lock);
     const target *t = map_get(&h->targets, &target_ops, key);
     if (t) {
-        *out = t->view;
+        view_out(t, out);
         out->state = t->sm.state;
         rc = 0;
     }
@@ -1477,12 +1510,13 @@ json_t *ptc_health_export(ptc_health *h)
             if (t->sm.state == PTC_HSTATE_UNKNOWN)
                 continue;
             json_array_append_new(
-                out, json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:b}", "host", t->host, "port",
-                               (json_int_t)t->port, "path", t->path, "state", ptc_hstate_name(t->sm.state),
-                               "last_status", (json_int_t)t->view.last_status, "last_error",
-                               t->view.last_error, "checked_at", (json_int_t)t->view.checked_at, "changed_at",
-                               (json_int_t)t->view.changed_at, "consecutive", (json_int_t)t->view.consecutive,
-                               "passive", (int)t->view.passive));
+                out,
+                json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:b}", "host", t->host, "port",
+                          (json_int_t)t->port, "path", t->path, "state", ptc_hstate_name(t->sm.state),
+                          "last_status", (json_int_t)t->view.last_status, "last_error",
+                          t->view.last_error ? t->view.last_error : "", "checked_at",
+                          (json_int_t)t->view.checked_at, "changed_at", (json_int_t)t->view.changed_at,
+                          "consecutive", (json_int_t)t->view.consecutive, "passive", (int)t->view.passive));
         }
     pthread_mutex_unlock(&h->lock);
     return out;

@@ -421,6 +421,9 @@ static void test_checker_transitions(void)
     atomic_store(&srv.status, 302); /* 3xx counts as healthy */
     CHECK(wait_state(h, srv.port, "/health", PTC_HSTATE_HEALTHY));
     CHECK(wait_seen(&s, up_line));
+    CHECK_INT(ptc_health_get(h, "127.0.0.1", srv.port, "/health", &v), 0);
+    CHECK_INT(v.last_status, 302);
+    CHECK_STR(v.last_error, ""); /* a success clears the error */
     /* every check went over one kept-alive connection */
     CHECK(atomic_load(&srv.requests) >= 7);
     CHECK_INT(atomic_load(&srv.accepted), 1);
@@ -569,6 +572,7 @@ static void test_passive_and_saved(void)
     CHECK_INT(ptc_health_get(h, "127.0.0.1", srv.port, "/health", &v), 0);
     CHECK_INT(v.state, PTC_HSTATE_UNHEALTHY);
     CHECK_INT(v.last_status, 503);
+    CHECK_STR(v.last_error, "answered 503"); /* the saved error comes back */
     CHECK_INT(ptc_health_start(h), 0);
     CHECK(wait_seen(&s2, down_line));
     atomic_store(&srv.status, 200);
