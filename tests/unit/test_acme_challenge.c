@@ -15,17 +15,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static unsigned free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* One request on a fresh connection; the whole answer (the server closes
  * or the 5 s receive timeout ends it). */
 static char *exchange(unsigned port, const char *request)
@@ -55,7 +44,7 @@ static char *get(unsigned port, const char *method, const char *host, const char
 
 static void test_challenge_responder(void)
 {
-    unsigned http = free_port();
+    unsigned http = t_free_port();
     char listen[32], err[256] = "";
     snprintf(listen, sizeof(listen), "127.0.0.1:%u", http);
     ptc_dp_config cfg = {
@@ -67,7 +56,7 @@ static void test_challenge_responder(void)
         return;
     }
     /* A route for one host that redirects plain HTTP to HTTPS. */
-    ptc_dp_upstream up = {"127.0.0.1", free_port(), 1};
+    ptc_dp_upstream up = {"127.0.0.1", t_free_port(), 1};
     ptc_dp_route route = {.name = "orders",
                           .domain = "orders.example.com",
                           .path_prefix = "/",

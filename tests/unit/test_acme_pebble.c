@@ -44,17 +44,6 @@ static char directory_url[128];
 static unsigned mgmt_port;
 static pid_t pebble_pid = -1, challtest_pid = -1;
 
-static unsigned free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -117,9 +106,9 @@ static void stop_child(pid_t *pid)
  * httpPort = http_port.  Returns false when Pebble does not come up. */
 static bool start_pebble(unsigned http_port, const char *nonce_reject)
 {
-    unsigned acme = free_port(), tls = free_port(), dns = free_port(), ctmgmt = free_port();
+    unsigned acme = t_free_port(), tls = t_free_port(), dns = t_free_port(), ctmgmt = t_free_port();
     char dns_addr[32], ctmgmt_addr[32], err[8];
-    mgmt_port = free_port();
+    mgmt_port = t_free_port();
     snprintf(dns_addr, sizeof(dns_addr), "127.0.0.1:%u", dns);
     snprintf(ctmgmt_addr, sizeof(ctmgmt_addr), "127.0.0.1:%u", ctmgmt);
     (void)err;

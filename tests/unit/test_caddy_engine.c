@@ -115,17 +115,6 @@ static void upstream_stop(upstream *u)
 
 /* ---- helpers --------------------------------------------------------- */
 
-static unsigned free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static size_t collect(char *p, size_t size, size_t n, void *arg)
 {
     ptc_buf_append(arg, p, size * n);
@@ -253,11 +242,11 @@ static void test_engine(void)
 {
     char dir[] = "/tmp/portico-caddy-XXXXXX", err[512] = "";
     CHECK(mkdtemp(dir) != NULL);
-    unsigned http_port = free_port(), admin_port = free_port();
+    unsigned http_port = t_free_port(), admin_port = t_free_port();
     char *flags[] = {
         ptc_xasprintf("--state_dir=%s", dir),
         ptc_xasprintf("--http_listen=127.0.0.1:%u", http_port),
-        ptc_xasprintf("--https_listen=127.0.0.1:%u", free_port()),
+        ptc_xasprintf("--https_listen=127.0.0.1:%u", t_free_port()),
         ptc_xasprintf("--caddy_admin=127.0.0.1:%u", admin_port),
         ptc_xstrdup("--caddy_managed=true"),
         ptc_xstrdup("--engine=caddy"),
@@ -425,7 +414,7 @@ static void test_unreachable_admin(void)
     CHECK(mkdtemp(dir) != NULL);
     char *flags[] = {
         ptc_xasprintf("--state_dir=%s", dir),
-        ptc_xasprintf("--caddy_admin=127.0.0.1:%u", free_port()),
+        ptc_xasprintf("--caddy_admin=127.0.0.1:%u", t_free_port()),
         ptc_xstrdup("--engine=caddy"),
     };
     ptc_settings *s = ptc_settings_new();

@@ -27,17 +27,6 @@
 
 /* ------------------------------------------------------------- helpers */
 
-static unsigned free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    bind(s, (struct sockaddr *)&a, sizeof(a));
-    getsockname(s, (struct sockaddr *)&a, &len);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
 /* A tiny upstream: answers every request on every connection with its
  * name as the body. */
 typedef struct upstream {
@@ -253,7 +242,7 @@ static void test_health_balancing_metrics_and_stop(void)
     upstream u1, u2;
     upstream_start(&u1, "one");
     upstream_start(&u2, "two");
-    unsigned port = free_port();
+    unsigned port = t_free_port();
     char listen_on[64], err[512], body[256];
     snprintf(listen_on, sizeof(listen_on), "127.0.0.1:%u", port);
     ptc_dp_config cfg = {.http_listen = listen_on, .https_listen = "", .workers = 2, .access_log = ""};
@@ -354,7 +343,7 @@ static void test_passive_ejection(void)
 {
     upstream live;
     upstream_start(&live, "live");
-    unsigned port = free_port(), dead = free_port();
+    unsigned port = t_free_port(), dead = t_free_port();
     char listen_on[64], err[512], body[256], want[64];
     snprintf(listen_on, sizeof(listen_on), "127.0.0.1:%u", port);
     ptc_dp_config cfg = {.http_listen = listen_on, .https_listen = "", .workers = 2, .access_log = ""};

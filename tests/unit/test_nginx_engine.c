@@ -126,15 +126,6 @@ static void upstream_stop(upstream *u)
     close(u->fd);
 }
 
-/* A port nothing listens on now (for nginx's listeners). */
-static unsigned free_port(void)
-{
-    unsigned port = 0;
-    int fd = listen_loopback(&port);
-    close(fd);
-    return port;
-}
-
 /* ---- a tiny client -------------------------------------------------------- */
 
 typedef struct response {
@@ -960,7 +951,7 @@ static void test_unmanaged(void)
     pid_t sys_pid;
     CHECK_INT(ptc_proc_spawn(argv, NULL, -1, &sys_pid), 0);
 
-    http_port = free_port();
+    http_port = t_free_port();
     ptc_settings *s = ptc_settings_new();
     char *flags[] = {
         ptc_xasprintf("--state_dir=%s/state2", root),
@@ -1048,8 +1039,8 @@ int main(void)
     int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     ptc_log_setup(PTC_LOG_INFO, true, log_fd);
     signal(SIGPIPE, SIG_IGN);
-    http_port = free_port();
-    https_port = free_port();
+    http_port = t_free_port();
+    https_port = t_free_port();
     upstream_start(&u1, "u1");
     upstream_start(&u2, "u2");
     settings = make_settings();

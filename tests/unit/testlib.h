@@ -4,8 +4,12 @@
 #ifndef PTC_TESTLIB_H
 #define PTC_TESTLIB_H
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static int t_failures;
 
@@ -44,5 +48,36 @@ static int t_failures;
     } while (0)
 
 #define TEST_EXIT() return t_failures ? 1 : 0
+
+/* A free TCP port on 127.0.0.1 for a server the test starts, never one
+ * this process was given before: the kernel may hand out again a port
+ * that was just released, and two servers told the same port collide
+ * (pebble's and its challenge server's management ports once did). */
+static inline unsigned t_free_port(void)
+{
+    static unsigned given[256];
+    static size_t n_given;
+    for (;;) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return 0;
+        int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+                 getsockname(fd, (struct sockaddr *)&a, &len) == 0;
+        close(fd);
+        if (!ok)
+            return 0;
+        unsigned port = ntohs(a.sin_port);
+        int seen = 0;
+        for (size_t i = 0; i < n_given && !seen; i++)
+            seen = given[i] == port;
+        if (seen)
+            continue;
+        if (n_given < sizeof(given) / sizeof(given[0]))
+            given[n_given++] = port;
+        return port;
+    }
+}
 
 #endif
