@@ -66,3 +66,45 @@ char *ptc_xasprintf(const char *fmt, ...)
         oom(0);
     return s;
 }
+
+void *ptc_spare_take(ptc_spare *sp, size_t size, size_t *got)
+{
+    pthread_mutex_lock(&sp->lock);
+    void *block = sp->block;
+    size_t have = sp->size;
+    sp->block = NULL;
+    sp->size = 0;
+    pthread_mutex_unlock(&sp->lock);
+    if (block != NULL && (have < size || have / 2 > size)) {
+        free(block);
+        block = NULL;
+    }
+    if (block == NULL) {
+        have = size + size / 8;
+        block = ptc_xmalloc(have);
+    }
+    *got = have;
+    return block;
+}
+
+void ptc_spare_put(ptc_spare *sp, void *block, size_t size)
+{
+    if (block == NULL)
+        return;
+    pthread_mutex_lock(&sp->lock);
+    void *old = sp->block;
+    sp->block = block;
+    sp->size = size;
+    pthread_mutex_unlock(&sp->lock);
+    free(old);
+}
+
+void ptc_spare_drop(ptc_spare *sp)
+{
+    pthread_mutex_lock(&sp->lock);
+    void *block = sp->block;
+    sp->block = NULL;
+    sp->size = 0;
+    pthread_mutex_unlock(&sp->lock);
+    free(block);
+}

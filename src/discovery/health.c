@@ -478,6 +478,7 @@ static void set_error(target *t, const char *msg)
     t->view.last_error = msg[0] ? ptc_xstrdup(msg) : NULL;
 }
 
+/* The public view of t, and back (a saved view seeding a new target). */
 static void view_out(const target *t, ptc_health_view *out)
 {
     *out = (ptc_health_view){.state = t->view.state,
@@ -487,6 +488,18 @@ static void view_out(const target *t, ptc_health_view *out)
                              .consecutive = t->view.consecutive,
                              .passive = t->view.passive};
     snprintf(out->last_error, sizeof(out->last_error), "%s", t->view.last_error ? t->view.last_error : "");
+}
+
+static void view_in(target *t, const ptc_health_view *v)
+{
+    free(t->view.last_error);
+    t->view = (tview){.state = v->state,
+                      .last_status = v->last_status,
+                      .checked_at = v->checked_at,
+                      .changed_at = v->changed_at,
+                      .consecutive = v->consecutive,
+                      .passive = v->passive};
+    set_error(t, v->last_error);
 }
 
 static void queue_transition(ptc_health *h, const target *t, ptc_hstate from)
@@ -659,13 +672,7 @@ static target *target_new(ptc_health *h, const char *key, const char *host, unsi
     const saved *sv = map_get(&h->saved, &saved_ops, key);
     if (sv) {
         t->sm.state = sv->state;
-        t->view = (tview){.state = sv->view.state,
-                          .last_status = sv->view.last_status,
-                          .checked_at = sv->view.checked_at,
-                          .changed_at = sv->view.changed_at,
-                          .consecutive = sv->view.consecutive,
-                          .passive = sv->view.passive};
-        set_error(t, sv->view.last_error);
+        view_in(t, &sv->view);
         t->due = now + (int64_t)ptc_random_below(RESEED_SPREAD_MS);
         note_state(h, t, PTC_HSTATE_UNKNOWN);
     } else {

@@ -8,11 +8,10 @@
  *
  * Changes come in runs, and each builds a router while the previous one
  * still serves: the block of the last router freed is kept as a spare for
- * the next build (ptc_router_trim lets it go), so that a run of changes at
+ * the next build (a ptc_spare; ptc_router_trim lets it go), so that a run of changes at
  * 10,000 routes does not map and fault in 0.5 MB of fresh pages each. */
 #include "proxy/router.h"
 
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,37 +40,11 @@ struct ptc_router {
     prefix *routes;
 };
 
-static pthread_mutex_t g_spare_lock = PTHREAD_MUTEX_INITIALIZER;
-static ptc_router *g_spare;
-
-/* A block of at least size bytes: the spare when it fits and is not more
- * than twice as large, else a new one with room to grow (a run of
- * changes that adds routes would otherwise outgrow every spare). */
-static ptc_router *block_get(size_t size)
-{
-    pthread_mutex_lock(&g_spare_lock);
-    ptc_router *r = g_spare;
-    g_spare = NULL;
-    pthread_mutex_unlock(&g_spare_lock);
-    if (r != NULL && (r->block_size < size || r->block_size / 2 > size)) {
-        free(r);
-        r = NULL;
-    }
-    if (r == NULL) {
-        size_t room = size + size / 8;
-        r = ptc_xmalloc(room);
-        r->block_size = room;
-    }
-    return r;
-}
+static ptc_spare g_spare = PTC_SPARE_INIT;
 
 void ptc_router_trim(void)
 {
-    pthread_mutex_lock(&g_spare_lock);
-    ptc_router *r = g_spare;
-    g_spare = NULL;
-    pthread_mutex_unlock(&g_spare_lock);
-    free(r);
+    ptc_spare_drop(&g_spare);
 }
 
 static uint64_t hash_bytes(const char *p, size_t n)
@@ -122,9 +95,9 @@ ptc_router *ptc_router_build(const ptc_router_entry *entries, size_t n)
     _Static_assert(sizeof(ptc_router) % _Alignof(host) == 0 && sizeof(host) % _Alignof(prefix) == 0 &&
                        sizeof(prefix) % _Alignof(uint32_t) == 0,
                    "the parts of a router's block stay aligned");
-    ptc_router *r = block_get(size);
+    size_t block_size;
+    ptc_router *r = ptc_spare_take(&g_spare, size, &block_size);
     char *base = (char *)r;
-    size_t block_size = r->block_size;
     memset(r, 0, routes_at); /* the header and the hosts; routes are all written */
     memset(base + exact_at, 0, size - exact_at);
     r->block_size = block_size;
@@ -183,13 +156,8 @@ ptc_router *ptc_router_build(const ptc_router_entry *entries, size_t n)
 
 void ptc_router_free(ptc_router *r)
 {
-    if (r == NULL)
-        return;
-    pthread_mutex_lock(&g_spare_lock);
-    ptc_router *old = g_spare;
-    g_spare = r;
-    pthread_mutex_unlock(&g_spare_lock);
-    free(old);
+    if (r != NULL)
+        ptc_spare_put(&g_spare, r, r->block_size);
 }
 
 static bool prefix_matches(const prefix *p, ptc_str path)

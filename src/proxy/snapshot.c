@@ -504,44 +504,11 @@ static int add_certs(ptc_dp_snapshot *s, const ptc_dp_snapshot *prev, const ptc_
 
 /* The router's input, kept from one build to the next like the router's
  * own block (see router.c), until ptc_dp_snapshot_trim. */
-static pthread_mutex_t g_entries_lock = PTHREAD_MUTEX_INITIALIZER;
-static ptc_router_entry *g_entries;
-static size_t g_entries_cap;
-
-static ptc_router_entry *entries_get(size_t n, size_t *cap)
-{
-    pthread_mutex_lock(&g_entries_lock);
-    ptc_router_entry *e = g_entries;
-    *cap = g_entries_cap;
-    g_entries = NULL;
-    g_entries_cap = 0;
-    pthread_mutex_unlock(&g_entries_lock);
-    if (e == NULL || *cap < n || *cap / 2 > n) {
-        free(e);
-        *cap = n + n / 8 + 1; /* room to grow, as in router.c */
-        e = ptc_xmalloc(*cap * sizeof(*e));
-    }
-    return e;
-}
-
-static void entries_put(ptc_router_entry *e, size_t cap)
-{
-    pthread_mutex_lock(&g_entries_lock);
-    ptc_router_entry *old = g_entries;
-    g_entries = e;
-    g_entries_cap = cap;
-    pthread_mutex_unlock(&g_entries_lock);
-    free(old);
-}
+static ptc_spare g_entries = PTC_SPARE_INIT;
 
 void ptc_dp_snapshot_trim(void)
 {
-    pthread_mutex_lock(&g_entries_lock);
-    ptc_router_entry *e = g_entries;
-    g_entries = NULL;
-    g_entries_cap = 0;
-    pthread_mutex_unlock(&g_entries_lock);
-    free(e);
+    ptc_spare_drop(&g_entries);
     ptc_router_trim();
 }
 
@@ -550,8 +517,9 @@ ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_snapshot *prev, const ptc_dp
                                        size_t errlen)
 {
     ptc_dp_snapshot *s = ptc_xcalloc(1, sizeof(*s));
-    size_t entries_cap;
-    ptc_router_entry *entries = entries_get(n_routes, &entries_cap);
+    size_t entries_size;
+    ptc_router_entry *entries =
+        ptc_spare_take(&g_entries, (n_routes ? n_routes : 1) * sizeof(*entries), &entries_size);
     resolver rv = {0};
     atomic_init(&s->refs, 1);
 
@@ -576,11 +544,11 @@ ptc_dp_snapshot *ptc_dp_snapshot_build(const ptc_dp_snapshot *prev, const ptc_dp
     s->router = ptc_router_build(entries, n_routes);
     if (add_certs(s, prev, certs, n_certs, err, errlen) < 0)
         goto fail;
-    entries_put(entries, entries_cap);
+    ptc_spare_put(&g_entries, entries, entries_size);
     free(rv.cache);
     return s;
 fail:
-    entries_put(entries, entries_cap);
+    ptc_spare_put(&g_entries, entries, entries_size);
     free(rv.cache);
     snapshot_free(s);
     return NULL;

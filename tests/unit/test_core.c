@@ -1,5 +1,6 @@
 /* Core helpers: crash-safe writes, bounded reads, running programs with an
- * argument vector and a deadline, command templates, JSON escaping, times. */
+ * argument vector and a deadline, command templates, JSON escaping, times,
+ * the spare block kept between builds. */
 #include "core/buf.h"
 #include "core/mem.h"
 #include "core/proc.h"
@@ -324,6 +325,34 @@ static void test_uri_mask_password(void)
     CHECK(!ptc_uri_password("sqlite:a@b:c", &off, &len));
 }
 
+/* The spare comes back when it fits and is not more than twice too big;
+ * otherwise a new block with room to grow. */
+static void test_spare(void)
+{
+    ptc_spare sp = PTC_SPARE_INIT;
+    size_t got;
+    char *a = ptc_spare_take(&sp, 800, &got);
+    CHECK_INT(got, 900);
+    memset(a, 'a', got);
+    ptc_spare_put(&sp, a, got);
+    char *b = ptc_spare_take(&sp, 850, &got); /* fits: the same block */
+    CHECK(b == a);
+    CHECK_INT(got, 900);
+    ptc_spare_put(&sp, b, got);
+    char *c = ptc_spare_take(&sp, 1000, &got); /* too small: a new one */
+    CHECK_INT(got, 1125);
+    char *d = ptc_spare_take(&sp, 100, &got); /* nothing kept: new */
+    CHECK_INT(got, 112);
+    ptc_spare_put(&sp, c, 1125);
+    ptc_spare_put(&sp, d, 112);              /* replaces c, which is freed */
+    char *e = ptc_spare_take(&sp, 40, &got); /* d is more than twice too big */
+    CHECK_INT(got, 45);
+    ptc_spare_put(&sp, e, got);
+    ptc_spare_put(&sp, NULL, 0);
+    ptc_spare_drop(&sp);
+    ptc_spare_drop(&sp);
+}
+
 int main(void)
 {
     RUN(test_atomic_write_and_read);
@@ -336,5 +365,6 @@ int main(void)
     RUN(test_deadline);
     RUN(test_time_and_numbers);
     RUN(test_proc_stop_all);
+    RUN(test_spare);
     TEST_EXIT();
 }
